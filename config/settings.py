@@ -1,0 +1,200 @@
+"""Hostyard settings, read from the environment (12-factor).
+
+Every default works on a developer machine where the project's own scripts started
+the local services on loopback. Nothing here defaults to an address off this machine:
+production deployments set the provider URLs explicitly.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+RUN_DIR = Path(environ.Env().str("HOSTYARD_RUN_DIR", default=str(BASE_DIR / ".run")))
+
+env = environ.Env()
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-development-key-change-me")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "hosting",
+    "provisioning",
+    "billing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite is the embedded default for the quickstart; tests and production use PostgreSQL.
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{RUN_DIR / 'hostyard.sqlite3'}"),
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let the API and a worker share the file.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = RUN_DIR / "static"
+
+# --- REST API -----------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["hosting.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["hosting.api.permissions.HasOrganizationKey"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "hosting.api.pagination.SitePagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "hosting.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Hostyard API",
+    "DESCRIPTION": "Sign up, change and terminate hosted sites; follow their operations.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Celery -------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "reap-stalled-operations": {
+        "task": "provisioning.tasks.reap_operations",
+        "schedule": env.float("HOSTYARD_REAPER_INTERVAL_SECONDS", default=15.0),
+    },
+}
+
+# --- Provisioning -------------------------------------------------------------------
+
+# Operations whose worker stopped renewing the lease this long ago are taken over.
+HOSTYARD_OPERATION_LEASE_SECONDS = env.int("HOSTYARD_OPERATION_LEASE_SECONDS", default=120)
+# Transient step errors are retried with exponential backoff and jitter, this many times.
+HOSTYARD_STEP_MAX_ATTEMPTS = env.int("HOSTYARD_STEP_MAX_ATTEMPTS", default=6)
+HOSTYARD_RETRY_BASE_SECONDS = env.float("HOSTYARD_RETRY_BASE_SECONDS", default=2.0)
+HOSTYARD_RETRY_MAX_SECONDS = env.float("HOSTYARD_RETRY_MAX_SECONDS", default=300.0)
+
+HOSTYARD_PLATFORM_DOMAIN = env.str("HOSTYARD_PLATFORM_DOMAIN", default="sites.hostyard.test")
+# The address customers' DNS records must point at: the edge proxy's public IPv4 / IPv6.
+HOSTYARD_PUBLIC_IPV4 = env.str("HOSTYARD_PUBLIC_IPV4", default="127.0.0.1")
+HOSTYARD_PUBLIC_IPV6 = env.str("HOSTYARD_PUBLIC_IPV6", default="")
+
+# Container runtime: the local Docker Engine.
+DOCKER_HOST = env.str("DOCKER_HOST", default="unix:///var/run/docker.sock")
+HOSTYARD_DOCKER_TIMEOUT_SECONDS = env.int("HOSTYARD_DOCKER_TIMEOUT_SECONDS", default=60)
+# Customer containers join this bridge network. Internal by default: no egress.
+HOSTYARD_SITE_NETWORK = env.str("HOSTYARD_SITE_NETWORK", default="hostyard-sites")
+HOSTYARD_SITE_NETWORK_INTERNAL = env.bool("HOSTYARD_SITE_NETWORK_INTERNAL", default=True)
+# A resolver address inside containers that answers nothing, so apps cannot look up names.
+HOSTYARD_CONTAINER_DNS = env.list("HOSTYARD_CONTAINER_DNS", default=["127.0.0.1"])
+HOSTYARD_HEALTH_TIMEOUT_SECONDS = env.int("HOSTYARD_HEALTH_TIMEOUT_SECONDS", default=120)
+
+# DNS driver: "rfc2136", "cloudflare" or "none" (no records are published).
+HOSTYARD_DNS_DRIVER = env.str("HOSTYARD_DNS_DRIVER", default="rfc2136")
+HOSTYARD_DNS_TTL = env.int("HOSTYARD_DNS_TTL", default=300)
+# RFC 2136: the primary server taking updates, as host:port, and its TSIG key.
+HOSTYARD_RFC2136_SERVER = env.str("HOSTYARD_RFC2136_SERVER", default="127.0.0.1:5353")
+HOSTYARD_RFC2136_ZONE = env.str("HOSTYARD_RFC2136_ZONE", default=HOSTYARD_PLATFORM_DOMAIN)
+HOSTYARD_RFC2136_TSIG_NAME = env.str("HOSTYARD_RFC2136_TSIG_NAME", default="hostyard")
+HOSTYARD_RFC2136_TSIG_SECRET = env.str("HOSTYARD_RFC2136_TSIG_SECRET", default="")
+HOSTYARD_RFC2136_TSIG_ALGORITHM = env.str("HOSTYARD_RFC2136_TSIG_ALGORITHM", default="hmac-sha256")
+# Cloudflare: no default base URL, so nothing talks to a public API unless configured.
+CLOUDFLARE_API_TOKEN = env.str("CLOUDFLARE_API_TOKEN", default="")
+HOSTYARD_CLOUDFLARE_BASE_URL = env.str("HOSTYARD_CLOUDFLARE_BASE_URL", default="")
+HOSTYARD_CLOUDFLARE_ZONE = env.str("HOSTYARD_CLOUDFLARE_ZONE", default=HOSTYARD_PLATFORM_DOMAIN)
+HOSTYARD_CLOUDFLARE_PROXIED = env.bool("HOSTYARD_CLOUDFLARE_PROXIED", default=False)
+# Resolvers used to check customers' domains, as host:port. Empty means the RFC 2136 server.
+HOSTYARD_DOMAIN_CHECK_RESOLVERS = env.list("HOSTYARD_DOMAIN_CHECK_RESOLVERS", default=[])
+
+# ACME: the local Pebble server by default. Production sets Let's Encrypt's directory.
+HOSTYARD_ACME_DIRECTORY_URL = env.str(
+    "HOSTYARD_ACME_DIRECTORY_URL", default="https://127.0.0.1:14000/dir"
+)
+# CA bundle that verifies the ACME server's own HTTPS (Pebble's is self-signed).
+HOSTYARD_ACME_CA_BUNDLE = env.str("HOSTYARD_ACME_CA_BUNDLE", default="")
+HOSTYARD_ACME_CONTACT_EMAIL = env.str("HOSTYARD_ACME_CONTACT_EMAIL", default="")
+# The identifier CAA records must allow, e.g. "letsencrypt.org".
+HOSTYARD_ACME_CAA_IDENTITY = env.str("HOSTYARD_ACME_CAA_IDENTITY", default="pebble.letsencrypt.org")
+HOSTYARD_CERT_RENEW_DAYS = env.int("HOSTYARD_CERT_RENEW_DAYS", default=30)
+HOSTYARD_CERT_ALERT_DAYS = env.int("HOSTYARD_CERT_ALERT_DAYS", default=14)
+# Fernet key (urlsafe base64, 32 bytes) that encrypts private keys at rest.
+HOSTYARD_ENCRYPTION_KEY = env.str("HOSTYARD_ENCRYPTION_KEY", default="")
+
+# Edge proxy driver: "caddy" or "none".
+HOSTYARD_EDGE_DRIVER = env.str("HOSTYARD_EDGE_DRIVER", default="caddy")
+HOSTYARD_CADDY_ADMIN_URL = env.str("HOSTYARD_CADDY_ADMIN_URL", default="http://127.0.0.1:2019")
+HOSTYARD_EDGE_HTTP_PORT = env.int("HOSTYARD_EDGE_HTTP_PORT", default=8080)
+HOSTYARD_EDGE_HTTPS_PORT = env.int("HOSTYARD_EDGE_HTTPS_PORT", default=8443)
+
+# --- Logging ------------------------------------------------------------------------
+
+LOG_LEVEL = env.str("HOSTYARD_LOG_LEVEL", default="INFO")
+LOG_JSON = env.bool("HOSTYARD_LOG_JSON", default=False)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "structured": {"()": "config.logging.build_formatter", "render_json": LOG_JSON},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "celery": {"level": "INFO"},
+    },
+}
