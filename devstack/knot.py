@@ -141,7 +141,8 @@ class KnotServer:
                     break
             else:
                 raise ServerStartError(
-                    f"{self.key_path} contains no keymgr key line: delete it so start() makes a new key"
+                    f"{self.key_path} contains no keymgr key line: "
+                    "delete it so start() makes a new key"
                 )
         return self._key
 
