@@ -115,7 +115,7 @@ def docker_client(*, timeout: int = 120) -> docker.DockerClient:
     return docker.DockerClient(base_url=docker_host(), timeout=timeout)
 
 
-def docker_answers(base_url: str) -> bool:
+def docker_responds(base_url: str) -> bool:
     """Return True if the engine at ``base_url`` responds to ``docker info``."""
     try:
         client = docker.DockerClient(base_url=base_url, timeout=5)
@@ -157,7 +157,7 @@ def ensure_docker(run_dir: Path | None = None, *, timeout: float = 60.0) -> Serv
     base_url = docker_host()
     process = dockerd_process(run_dir)
 
-    if docker_answers(base_url):
+    if docker_responds(base_url):
         return ServiceStatus("docker", base_url, True, owned_pid(process))
     if base_url != DEFAULT_DOCKER_HOST:
         raise SystemServiceError(
@@ -166,7 +166,7 @@ def ensure_docker(run_dir: Path | None = None, *, timeout: float = 60.0) -> Serv
         )
 
     try:
-        pid = process.start(ready=lambda: docker_answers(base_url), timeout=timeout)
+        pid = process.start(ready=lambda: docker_responds(base_url), timeout=timeout)
     except FileNotFoundError as exc:
         raise SystemServiceError(
             "dockerd is not installed. Install Debian's docker.io with scripts/install."
@@ -182,7 +182,7 @@ def docker_status(run_dir: Path | None = None) -> ServiceStatus:
     run_dir = run_dir or default_run_dir()
     base_url = docker_host()
     pid = owned_pid(dockerd_process(run_dir))
-    return ServiceStatus("docker", base_url, docker_answers(base_url), pid)
+    return ServiceStatus("docker", base_url, docker_responds(base_url), pid)
 
 
 def stop_docker(run_dir: Path | None = None) -> int | None:
@@ -195,7 +195,7 @@ def stop_docker(run_dir: Path | None = None) -> int | None:
 # --- Redis --------------------------------------------------------------------------
 
 
-def redis_answers() -> bool:
+def redis_responds() -> bool:
     """Return True if Redis on 127.0.0.1:6379 replies to PING."""
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=1.0)
     try:
@@ -238,12 +238,12 @@ def ensure_redis(run_dir: Path | None = None, *, timeout: float = 20.0) -> Servi
     process = redis_process(run_dir)
     address = f"{REDIS_HOST}:{REDIS_PORT}"
 
-    if redis_answers():
+    if redis_responds():
         return ServiceStatus("redis", address, True, owned_pid(process))
 
     (run_dir / "redis").mkdir(parents=True, exist_ok=True)
     try:
-        pid = process.start(ready=redis_answers, timeout=timeout)
+        pid = process.start(ready=redis_responds, timeout=timeout)
     except FileNotFoundError as exc:
         raise SystemServiceError(
             "redis-server is not installed. Install Debian's redis-server with scripts/install."
@@ -257,7 +257,7 @@ def ensure_redis(run_dir: Path | None = None, *, timeout: float = 20.0) -> Servi
 def redis_status(run_dir: Path | None = None) -> ServiceStatus:
     """Report whether Redis responds and whether devstack started it."""
     pid = owned_pid(redis_process(run_dir or default_run_dir()))
-    return ServiceStatus("redis", f"{REDIS_HOST}:{REDIS_PORT}", redis_answers(), pid)
+    return ServiceStatus("redis", f"{REDIS_HOST}:{REDIS_PORT}", redis_responds(), pid)
 
 
 def stop_redis(run_dir: Path | None = None) -> int | None:
