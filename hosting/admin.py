@@ -1,0 +1,140 @@
+"""Support staff's view: find a site by hostname or customer, see its operations, act."""
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from hosting import services
+from hosting.errors import ServiceError
+from hosting.models import ApiKey, App, Customer, Organization, Plan, Site, SiteEvent
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "max_sites", "max_memory_mb", "max_disk_mb", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "organization",
+        "prefix",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ]
+    list_filter = ["organization", "revoked_at"]
+    search_fields = ["name", "prefix", "organization__name"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Keys are issued with `manage.py create_api_key`, which shows the secret once.
+        return False
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            key.revoke()
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "organization", "external_id", "created_at"]
+    list_filter = ["organization"]
+    search_fields = ["email", "name", "external_id"]
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "name",
+        "memory_mb",
+        "cpus",
+        "pids_limit",
+        "disk_mb",
+        "max_sites_per_customer",
+        "is_active",
+    ]
+    list_filter = ["is_active"]
+
+
+@admin.register(App)
+class AppAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "name",
+        "image",
+        "default_version",
+        "internal_port",
+        "health_path",
+        "min_memory_mb",
+        "is_active",
+    ]
+    list_filter = ["is_active"]
+    search_fields = ["slug", "name", "image"]
+
+
+class SiteEventInline(admin.TabularInline):
+    model = SiteEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "level", "kind", "message"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = [
+        "hostname",
+        "status",
+        "desired_status",
+        "app",
+        "app_version",
+        "plan",
+        "customer",
+        "organization",
+        "created_at",
+    ]
+    list_filter = ["status", "desired_status", "app", "plan", "organization"]
+    search_fields = ["hostname", "uuid", "customer__email", "customer__name", "label"]
+    list_select_related = ["app", "plan", "customer", "organization"]
+    readonly_fields = [
+        "uuid",
+        "status",
+        "status_reason",
+        "container_id",
+        "volume_name",
+        "created_at",
+        "updated_at",
+        "terminated_at",
+        "operations_link",
+    ]
+    inlines = [SiteEventInline]
+    actions = ["terminate"]
+
+    @admin.display(description="Operations")
+    def operations_link(self, site: Site) -> str:
+        url = reverse("admin:provisioning_operation_changelist") + f"?site__id__exact={site.pk}"
+        return format_html('<a href="{}">{} operation(s)</a>', url, site.operations.count())
+
+    @admin.action(description="Terminate selected sites")
+    def terminate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        for site in queryset:
+            try:
+                services.terminate_site(site=site, requested_by=f"staff:{request.user}")
+            except ServiceError as exc:
+                self.message_user(request, f"{site.hostname}: {exc.message}", messages.WARNING)

@@ -1,0 +1,18 @@
+from hosting.models.catalog import App, Plan
+from hosting.models.customers import Customer
+from hosting.models.idempotency import IdempotencyRecord
+from hosting.models.organizations import ApiKey, Organization
+from hosting.models.sites import DesiredStatus, Site, SiteEvent, SiteStatus
+
+__all__ = [
+    "ApiKey",
+    "App",
+    "Customer",
+    "DesiredStatus",
+    "IdempotencyRecord",
+    "Organization",
+    "Plan",
+    "Site",
+    "SiteEvent",
+    "SiteStatus",
+]

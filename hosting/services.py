@@ -1,0 +1,217 @@
+"""Business rules for sites: sign up and terminate.
+
+These functions change desired state and open operations; workers do the rest.
+They raise ``ServiceError`` with a stable code, which the API renders as 4xx.
+"""
+
+import re
+import secrets
+
+import structlog
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from hosting.errors import ServiceError
+from hosting.models import App, Customer, DesiredStatus, Organization, Plan, Site, SiteStatus
+from provisioning.models import Operation, OperationKind, OperationStatus
+from provisioning.services import cancel_unstarted, request_operation
+
+log = structlog.get_logger(__name__)
+
+LABEL_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+MIN_LABEL_LENGTH = 3
+MAX_LABEL_LENGTH = 40
+# Labels that would look like the platform's own services.
+RESERVED_LABELS = frozenset(
+    {
+        "www",
+        "api",
+        "admin",
+        "mail",
+        "smtp",
+        "imap",
+        "pop",
+        "ftp",
+        "ns1",
+        "ns2",
+        "status",
+        "billing",
+        "support",
+        "dashboard",
+        "static",
+        "assets",
+        "cdn",
+        "edge",
+        "hostyard",
+    }
+)
+
+
+def validate_label(label: str) -> str:
+    """Return the normalised hostname label or raise ServiceError naming the rule."""
+    value = label.strip().lower()
+    if not MIN_LABEL_LENGTH <= len(value) <= MAX_LABEL_LENGTH:
+        raise ServiceError(
+            f"Label must be {MIN_LABEL_LENGTH} to {MAX_LABEL_LENGTH} characters long.",
+            code="invalid_label",
+            field="label",
+        )
+    if not LABEL_PATTERN.match(value) or "--" in value:
+        raise ServiceError(
+            "Label may contain only a-z, 0-9 and single hyphens, and must start and end "
+            "with a letter or digit.",
+            code="invalid_label",
+            field="label",
+        )
+    if value in RESERVED_LABELS:
+        raise ServiceError(
+            f"Label {value!r} is reserved; choose another.", code="label_reserved", field="label"
+        )
+    return value
+
+
+def generate_label(app: App) -> str:
+    return f"{app.slug[:20]}-{secrets.token_hex(3)}"
+
+
+def hostname_for(label: str) -> str:
+    return f"{label}.{settings.HOSTYARD_PLATFORM_DOMAIN}"
+
+
+def get_or_create_customer(
+    *, organization: Organization, email: str, name: str = "", external_id: str = ""
+) -> Customer:
+    customer = Customer.objects.filter(organization=organization, email__iexact=email).first()
+    if customer is not None:
+        return customer
+    try:
+        with transaction.atomic():
+            return Customer.objects.create(
+                organization=organization, email=email.lower(), name=name, external_id=external_id
+            )
+    except IntegrityError:
+        return Customer.objects.get(organization=organization, email__iexact=email)
+
+
+def _check_site_counts(*, organization: Organization, customer: Customer, plan: Plan) -> None:
+    live = SiteStatus.live()
+    customer_sites = Site.objects.filter(customer=customer, status__in=live).count()
+    if customer_sites >= plan.max_sites_per_customer:
+        raise ServiceError(
+            f"Customer {customer.email} already has {customer_sites} site(s); plan "
+            f"{plan.slug!r} allows {plan.max_sites_per_customer}.",
+            code="quota_exceeded",
+            status=409,
+            extra={
+                "quota": "sites_per_customer",
+                "limit": plan.max_sites_per_customer,
+                "used": customer_sites,
+            },
+        )
+    if organization.max_sites is not None:
+        organization_sites = Site.objects.filter(organization=organization, status__in=live).count()
+        if organization_sites >= organization.max_sites:
+            raise ServiceError(
+                f"Organization {organization.slug!r} has {organization_sites} site(s), its cap.",
+                code="quota_exceeded",
+                status=409,
+                extra={
+                    "quota": "organization_sites",
+                    "limit": organization.max_sites,
+                    "used": organization_sites,
+                },
+            )
+
+
+def sign_up_site(
+    *,
+    organization: Organization,
+    customer_email: str,
+    app: App,
+    plan: Plan,
+    customer_name: str = "",
+    customer_external_id: str = "",
+    label: str | None = None,
+    requested_by: str = "",
+) -> tuple[Site, Operation]:
+    """Record a new site and open its create operation.
+
+    Signups of one organization are serialised by a row lock on it, so quota checks
+    hold under concurrent requests. Raises ServiceError (409) for a taken hostname
+    or an exceeded quota; nothing is created then.
+    """
+    if not app.is_active:
+        raise ServiceError(
+            f"App {app.slug!r} takes no new signups.", code="app_inactive", field="app"
+        )
+    if not plan.is_active:
+        raise ServiceError(
+            f"Plan {plan.slug!r} takes no new signups.", code="plan_inactive", field="plan"
+        )
+    if plan.memory_mb < app.min_memory_mb:
+        raise ServiceError(
+            f"App {app.slug!r} needs at least {app.min_memory_mb} MiB of memory; plan "
+            f"{plan.slug!r} has {plan.memory_mb} MiB. Choose a larger plan.",
+            code="plan_too_small",
+            field="plan",
+        )
+    chosen_label = validate_label(label) if label else generate_label(app)
+    hostname = hostname_for(chosen_label)
+
+    with transaction.atomic():
+        Organization.objects.select_for_update().get(pk=organization.pk)
+        customer = get_or_create_customer(
+            organization=organization,
+            email=customer_email,
+            name=customer_name,
+            external_id=customer_external_id,
+        )
+        if Site.objects.filter(hostname=hostname).exclude(status=SiteStatus.TERMINATED).exists():
+            raise ServiceError(
+                f"Hostname {hostname} is taken; choose another label.",
+                code="hostname_taken",
+                status=409,
+                field="label",
+            )
+        _check_site_counts(organization=organization, customer=customer, plan=plan)
+
+        site = Site.objects.create(
+            organization=organization,
+            customer=customer,
+            plan=plan,
+            app=app,
+            app_version=app.default_version,
+            label=chosen_label,
+            hostname=hostname,
+        )
+        operation = request_operation(
+            site=site, kind=OperationKind.CREATE, requested_by=requested_by
+        )
+    log.info("site signed up", site=str(site.uuid), hostname=hostname, app=app.slug)
+    return site, operation
+
+
+def terminate_site(*, site: Site, requested_by: str = "") -> Operation:
+    """Mark the site for termination and open the terminate operation.
+
+    A create that has not started yet is cancelled; one that runs finishes first.
+    Raises ServiceError (409) if the site is already terminated.
+    """
+    with transaction.atomic():
+        locked = Site.objects.select_for_update().get(pk=site.pk)
+        if locked.status == SiteStatus.TERMINATED:
+            raise ServiceError("Site is already terminated.", code="invalid_state", status=409)
+        pending = Operation.objects.filter(
+            site=locked, kind=OperationKind.TERMINATE, status__in=OperationStatus.active()
+        ).first()
+        if pending is not None:
+            return pending
+
+        locked.desired_status = DesiredStatus.TERMINATED
+        locked.save(update_fields=["desired_status", "updated_at"])
+        cancel_unstarted(site=locked, kind=OperationKind.CREATE)
+        operation = request_operation(
+            site=locked, kind=OperationKind.TERMINATE, requested_by=requested_by
+        )
+    log.info("site termination requested", site=str(site.uuid))
+    return operation

@@ -1,0 +1,82 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from provisioning.models import Operation, OperationStatus, OperationStep
+from provisioning.services import enqueue
+
+
+class OperationStepInline(admin.TabularInline):
+    model = OperationStep
+    extra = 0
+    can_delete = False
+    fields = [
+        "position",
+        "name",
+        "status",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "message",
+        "error_code",
+        "detail",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = [
+        "uuid",
+        "kind",
+        "status",
+        "site",
+        "requested_by",
+        "created_at",
+        "finished_at",
+        "error_code",
+    ]
+    list_filter = ["status", "kind", "site__organization"]
+    search_fields = ["uuid", "site__hostname", "site__customer__email"]
+    list_select_related = ["site"]
+    readonly_fields = [
+        "uuid",
+        "site",
+        "kind",
+        "status",
+        "params",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "next_attempt_at",
+        "lease_owner",
+        "lease_expires_at",
+        "error_code",
+        "error_message",
+    ]
+    inlines = [OperationStepInline]
+    actions = ["retry"]
+
+    @admin.action(description="Retry selected failed operations")
+    def retry(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
+        retried = 0
+        for operation in queryset.filter(
+            status__in=[OperationStatus.FAILED, OperationStatus.ERROR]
+        ):
+            operation.steps.filter(status="failed").update(status="pending")
+            Operation.objects.filter(pk=operation.pk).update(
+                status=OperationStatus.QUEUED,
+                finished_at=None,
+                error_code="",
+                error_message="",
+                next_attempt_at=timezone.now(),
+            )
+            enqueue(operation.pk)
+            retried += 1
+        self.message_user(request, f"Queued {retried} operation(s) again.")

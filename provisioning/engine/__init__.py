@@ -1,0 +1,1 @@
+"""The operation engine: step definitions, operation kinds and the runner."""

@@ -1,0 +1,56 @@
+"""Operation kinds: their ordered steps and how they move the site's status."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from hosting.models import Site, SiteStatus
+from hosting.models.sites import InvalidTransition
+from provisioning.models import OperationKind
+
+log = structlog.get_logger(__name__)
+
+SiteHook = Callable[[Site, str], None]
+
+
+def _move(target: str, expected: list[str]) -> SiteHook:
+    def hook(site: Site, reason: str) -> None:
+        try:
+            site.transition(target=target, expected=expected, reason=reason)
+        except InvalidTransition as exc:
+            # A later request (e.g. terminate) moved the site on; that request wins.
+            log.info("site transition skipped", site=str(site.uuid), reason=str(exc))
+
+    return hook
+
+
+def _nothing(site: Site, reason: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class KindPolicy:
+    steps: list[str]
+    on_start: SiteHook = _nothing
+    on_success: SiteHook = _nothing
+    on_failure: SiteHook = _nothing
+    # Undo the steps that succeeded when the operation fails for good.
+    compensate: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+KINDS: dict[str, KindPolicy] = {
+    OperationKind.CREATE: KindPolicy(
+        steps=["create_volume", "create_container", "start_container", "wait_healthy"],
+        on_start=_move(SiteStatus.PROVISIONING, [SiteStatus.PENDING, SiteStatus.PROVISIONING]),
+        on_success=_move(SiteStatus.RUNNING, [SiteStatus.PROVISIONING]),
+        on_failure=_move(SiteStatus.FAILED, [SiteStatus.PENDING, SiteStatus.PROVISIONING]),
+        compensate=True,
+    ),
+    OperationKind.TERMINATE: KindPolicy(
+        steps=["remove_container", "remove_volume"],
+        on_start=_move(SiteStatus.TERMINATING, SiteStatus.live()),
+        on_success=_move(SiteStatus.TERMINATED, [SiteStatus.TERMINATING]),
+    ),
+}

@@ -1,0 +1,10 @@
+"""Step implementations, one module per backend."""
+
+import importlib
+
+STEP_MODULES = ["provisioning.steps.containers"]
+
+
+def load_all() -> None:
+    for module in STEP_MODULES:
+        importlib.import_module(module)
