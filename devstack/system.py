@@ -73,19 +73,23 @@ def default_run_dir() -> Path:
 def owned_pid(process: ManagedProcess) -> int | None:
     """Return the PID recorded for ``process`` if it still runs the same program.
 
-    A pidfile whose PID now belongs to another program (PID reuse after a reboot) is
-    treated as stale and removed, so nothing else is ever stopped through it.
+    A recorded PID that now belongs to another program (PID reuse after a reboot)
+    gives None, so nothing else is ever stopped through a stale pidfile.
     """
     pid = process.running_pid()
     if pid is None:
         return None
 
+    # The kernel's command name (cut to 15 bytes), read from /proc/PID/stat. Not
+    # argv[0] or the executable: redis-server rewrites its argv as a process title,
+    # and Debian installs it as a link to redis-check-rdb. /proc/PID/comm was seen to
+    # show the parent's name for a moment after exec, while stat already had the new one.
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return None
-    if Path(os.fsdecode(cmdline[0])).name != Path(process.argv[0]).name:
-        process.pidfile.unlink(missing_ok=True)
+    command = stat[stat.find("(") + 1 : stat.rfind(")")]
+    if command != Path(process.argv[0]).name[:15]:
         return None
     return pid
 

@@ -7,6 +7,8 @@ label ``hostyard.test=1`` and is removed at the end of its test.
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 import requests
 
 from devstack import images, system
+from devstack.__main__ import write_env_file
 from devstack.images import (
     ALL_IMAGES,
     BROKEN_MESSAGE,
@@ -28,7 +31,7 @@ from devstack.images import (
     DIGEST_LABEL,
     ensure_images,
 )
-from devstack.process import ManagedProcess
+from devstack.process import ManagedProcess, pid_alive
 
 TEST_LABELS = {"hostyard.test": "1"}
 
@@ -129,8 +132,45 @@ def test_owned_pid_ignores_reused_pid(tmp_path) -> None:
     process.pidfile.write_text(f"{os.getpid()}\n")
 
     assert system.owned_pid(process) is None
-    assert not process.pidfile.exists()
     assert system.stop_owned(process) is None
+    assert not process.pidfile.exists()
+
+
+def test_stop_owned_stops_started_process(tmp_path) -> None:
+    process = ManagedProcess(name="sleep", argv=["sleep", "300"], state_dir=tmp_path)
+    pid = process.start(ready=lambda: True)
+
+    assert system.owned_pid(process) == pid
+    assert system.stop_owned(process) == pid
+    assert not pid_alive(pid)
+    assert not process.pidfile.exists()
+
+
+def test_down_leaves_unowned_services(tmp_path) -> None:
+    system.ensure_docker()
+    system.ensure_redis()
+    environment = {**os.environ, "HOSTYARD_RUN_DIR": str(tmp_path)}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack", "down"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert "docker      left" in result.stdout
+    assert "redis       left" in result.stdout
+    assert system.docker_responds(system.docker_host())
+    assert system.redis_responds()
+
+
+def test_env_file_quotes_values(tmp_path) -> None:
+    path = write_env_file(tmp_path, {"A_URL": "redis://127.0.0.1:6379/0", "B_SECRET": "x y'z"})
+
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "export A_URL=redis://127.0.0.1:6379/0\n" in path.read_text()
+    assert "export B_SECRET='x y'\"'\"'z'\n" in path.read_text()
 
 
 def test_busybox_rootfs_layout() -> None:
