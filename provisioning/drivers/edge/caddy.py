@@ -19,6 +19,7 @@ CA for a certificate itself.
 
 import ipaddress
 import re
+import time
 from typing import Any
 
 import requests
@@ -68,6 +69,8 @@ _LABEL_PATTERN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.DOTALL)
 # Number of times a create is retried when another writer changed the same list meanwhile.
 _MAX_CONFLICT_RETRIES = 5
+# Retries of a request whose connection Caddy dropped (see ``_request``).
+_MAX_CONNECTION_RETRIES = 4
 # Upper bound on deletes of one id, in case copies of an object were added out of band.
 _MAX_DUPLICATE_DELETES = 10
 
@@ -430,16 +433,32 @@ class CaddyEdgeDriver:
         """Send one admin API request; raise on errors except the ``allowed`` statuses."""
         url = self.admin_url + path
         headers = {"If-Match": if_match} if if_match else {}
-        try:
-            response = self._session.request(
-                method, url, json=body, headers=headers, timeout=self.timeout
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(
-                f"Caddy's admin API at {self.admin_url} did not respond: check that Caddy runs.",
-                code="edge_unreachable",
-                detail=f"{method} {path}: {exc}",
-            ) from exc
+        for attempt in range(_MAX_CONNECTION_RETRIES + 1):
+            try:
+                response = self._session.request(
+                    method, url, json=body, headers=headers, timeout=self.timeout
+                )
+                break
+            except requests.ConnectionError as exc:
+                # Caddy 2.6 restarts its admin listener on every config change, and drops
+                # requests that arrive meanwhile. Every request here is safe to repeat:
+                # creates carry If-Match, so a repeated one that already applied gets 412.
+                if attempt < _MAX_CONNECTION_RETRIES:
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                raise TransientError(
+                    f"Caddy's admin API at {self.admin_url} did not respond: check that Caddy "
+                    "runs.",
+                    code="edge_unreachable",
+                    detail=f"{method} {path}: {exc}",
+                ) from exc
+            except requests.Timeout as exc:
+                raise TransientError(
+                    f"Caddy's admin API at {self.admin_url} timed out after {self.timeout} s: "
+                    "retry later.",
+                    code="edge_timeout",
+                    detail=f"{method} {path}: {exc}",
+                ) from exc
 
         if response.ok or response.status_code in allowed:
             return response
