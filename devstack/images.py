@@ -84,18 +84,25 @@ def ensure_images(client: docker.DockerClient, *, force: bool = False) -> list[s
     ImageBuildError if busybox is missing or a build fails.
     """
     built: list[str] = []
+    replaced: list[str] = []
     with _build_lock():
         busybox_digest = _busybox_digest()
-        if force or _image_digest(client, BUSYBOX_IMAGE) != busybox_digest:
+        current_id, current_digest = _image_state(client, BUSYBOX_IMAGE)
+        if force or current_digest != busybox_digest:
             _import_busybox(client, busybox_digest)
             built.append(BUSYBOX_IMAGE)
+            replaced.append(current_id)
 
         for image in DEMO_BUILDS:
             base_id = client.images.get(image.base).id
             digest = _demo_digest(image, base_id)
-            if force or _image_digest(client, image.tag) != digest:
+            current_id, current_digest = _image_state(client, image.tag)
+            if force or current_digest != digest:
                 _build_demo(client, image, digest)
                 built.append(image.tag)
+                replaced.append(current_id)
+
+        _remove_replaced(client, replaced)
 
     return built
 
@@ -112,12 +119,25 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def _image_digest(client: docker.DockerClient, tag: str) -> str | None:
+def _image_state(client: docker.DockerClient, tag: str) -> tuple[str, str | None]:
+    """Return the image ID behind ``tag`` and its digest label, or ("", None)."""
     try:
         image = client.images.get(tag)
     except docker.errors.ImageNotFound:
-        return None
-    return (image.labels or {}).get(DIGEST_LABEL)
+        return "", None
+    return image.id, (image.labels or {}).get(DIGEST_LABEL)
+
+
+def _remove_replaced(client: docker.DockerClient, image_ids: list[str]) -> None:
+    # Children first, because the engine keeps a base that other images build on.
+    # An image still used by a container is kept too: the engine answers 409.
+    for image_id in reversed([image_id for image_id in image_ids if image_id]):
+        try:
+            client.images.remove(image_id)
+        except docker.errors.ImageNotFound:
+            continue
+        except docker.errors.APIError as exc:
+            log.info("image_kept", image=image_id, reason=exc.explanation)
 
 
 # --- busybox base -------------------------------------------------------------------
