@@ -130,7 +130,7 @@ def _image_state(client: docker.DockerClient, tag: str) -> tuple[str, str | None
 
 def _remove_replaced(client: docker.DockerClient, image_ids: list[str]) -> None:
     # Children first, because the engine keeps a base that other images build on.
-    # An image still used by a container is kept too: the engine answers 409.
+    # An image still used by a container is kept too, because the engine returns 409.
     for image_id in reversed([image_id for image_id in image_ids if image_id]):
         try:
             client.images.remove(image_id)
