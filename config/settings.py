@@ -133,6 +133,9 @@ HOSTYARD_PLATFORM_DOMAIN = env.str("HOSTYARD_PLATFORM_DOMAIN", default="sites.ho
 HOSTYARD_PUBLIC_IPV4 = env.str("HOSTYARD_PUBLIC_IPV4", default="127.0.0.1")
 HOSTYARD_PUBLIC_IPV6 = env.str("HOSTYARD_PUBLIC_IPV6", default="")
 
+# Name of this control plane on shared engines; every container and volume carries it.
+HOSTYARD_DEPLOYMENT = env.str("HOSTYARD_DEPLOYMENT", default="default")
+
 # Container runtime: the local Docker Engine.
 DOCKER_HOST = env.str("DOCKER_HOST", default="unix:///var/run/docker.sock")
 HOSTYARD_DOCKER_TIMEOUT_SECONDS = env.int("HOSTYARD_DOCKER_TIMEOUT_SECONDS", default=60)

@@ -1,6 +1,8 @@
-"""Shared test setup. Fixtures for each local server live in ``tests/fixtures``."""
+"""Shared test setup. Fixtures for each local server live in ``tests/fixtures``;
+environment defaults in ``tests/environment.py``."""
 
 pytest_plugins = [
+    "tests.fixtures.platform",
     "tests.fixtures.dns",
     "tests.fixtures.tls",
 ]

@@ -12,6 +12,7 @@ def runtime() -> DockerRuntime:
     return DockerRuntime(
         base_url=settings.DOCKER_HOST,
         network=settings.HOSTYARD_SITE_NETWORK,
+        deployment=settings.HOSTYARD_DEPLOYMENT,
         network_internal=settings.HOSTYARD_SITE_NETWORK_INTERNAL,
         container_dns=settings.HOSTYARD_CONTAINER_DNS,
         timeout=settings.HOSTYARD_DOCKER_TIMEOUT_SECONDS,

@@ -40,5 +40,10 @@ fi
 printf 'ok\n' > "$www/healthz"
 printf '%s\n' "$DEMO_VERSION" > "$www/version"
 
+# DEMO_START_DELAY (seconds) imitates an app that takes a while to boot.
+if [ -n "${DEMO_START_DELAY:-}" ]; then
+  sleep "$DEMO_START_DELAY"
+fi
+
 echo "demo: version $DEMO_VERSION listening on port 8080"
 exec busybox httpd -f -p 8080 -h "$www"

@@ -11,10 +11,17 @@ from typing import Protocol
 LABEL_MANAGED = "hostyard.managed"
 LABEL_SITE = "hostyard.site"
 LABEL_ROLE = "hostyard.role"
+# Several control planes (production, a test run) may share one engine; each sees its own.
+LABEL_DEPLOYMENT = "hostyard.deployment"
 
 
-def site_labels(site_uuid: str, *, role: str = "app") -> dict[str, str]:
-    return {LABEL_MANAGED: "1", LABEL_SITE: site_uuid, LABEL_ROLE: role}
+def site_labels(site_uuid: str, *, deployment: str, role: str = "app") -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "1",
+        LABEL_DEPLOYMENT: deployment,
+        LABEL_SITE: site_uuid,
+        LABEL_ROLE: role,
+    }
 
 
 def container_name(site_uuid: str) -> str:

@@ -17,6 +17,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from provisioning.drivers.runtime.base import (
+    LABEL_DEPLOYMENT,
     LABEL_MANAGED,
     LABEL_ROLE,
     LABEL_SITE,
@@ -34,6 +35,7 @@ log = structlog.get_logger(__name__)
 # crash-looping: waiting longer will not help.
 CRASH_LOOP_RESTARTS = 2
 LOG_TAIL_LINES = 20
+REMOVE_ATTEMPTS = 5
 
 
 @contextmanager
@@ -81,12 +83,14 @@ class DockerRuntime:
         *,
         base_url: str,
         network: str,
+        deployment: str = "default",
         network_internal: bool = True,
         container_dns: list[str] | None = None,
         timeout: int = 60,
     ) -> None:
         self.base_url = base_url
         self.network = network
+        self.deployment = deployment
         self.network_internal = network_internal
         self.container_dns = container_dns or []
         self.timeout = timeout
@@ -107,7 +111,13 @@ class DockerRuntime:
         with engine_errors("Listing containers"):
             found = self.client.containers.list(
                 all=True,
-                filters={"label": [f"{LABEL_SITE}={site_uuid}", f"{LABEL_ROLE}=app"]},
+                filters={
+                    "label": [
+                        f"{LABEL_DEPLOYMENT}={self.deployment}",
+                        f"{LABEL_SITE}={site_uuid}",
+                        f"{LABEL_ROLE}=app",
+                    ]
+                },
             )
         if len(found) > 1:
             # Only a bug or a hand-made container can cause this; keep the oldest.
@@ -118,7 +128,9 @@ class DockerRuntime:
     def list_site_containers(self) -> list[ContainerState]:
         """List every Hostyard container in one engine call."""
         with engine_errors("Listing containers"):
-            rows = self.client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=1"})
+            rows = self.client.api.containers(
+                all=True, filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"}
+            )
         return [
             ContainerState(
                 container_id=row["Id"],
@@ -156,7 +168,10 @@ class DockerRuntime:
             try:
                 self.client.volumes.get(name)
             except NotFound:
-                self.client.volumes.create(name=name, labels=site_labels(site_uuid, role="data"))
+                self.client.volumes.create(
+                    name=name,
+                    labels=site_labels(site_uuid, deployment=self.deployment, role="data"),
+                )
         return name
 
     def ensure_container(self, *, spec: ContainerSpec) -> ContainerState:
@@ -176,7 +191,7 @@ class DockerRuntime:
                 container = self.client.containers.create(
                     spec.image,
                     name=container_name(spec.site_uuid),
-                    labels=site_labels(spec.site_uuid),
+                    labels=site_labels(spec.site_uuid, deployment=self.deployment),
                     environment=spec.environment,
                     volumes={volume: {"bind": spec.data_path, "mode": "rw"}},
                     network=self.network,
@@ -256,12 +271,31 @@ class DockerRuntime:
         container = self.find_container(site_uuid)
         if container is None:
             return False
-        with engine_errors("Removing the container"):
+        for attempt in range(REMOVE_ATTEMPTS):
             try:
                 container.remove(force=True)
+                return True
             except NotFound:
                 return False
+            except APIError as exc:
+                # The engine answers 409 for a container that is restarting: turn its
+                # restart policy off and kill it, then remove it again.
+                if exc.status_code != 409 or attempt == REMOVE_ATTEMPTS - 1:
+                    with engine_errors("Removing the container"):
+                        raise
+                self._halt_restarts(container)
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+                with engine_errors("Removing the container"):
+                    raise
         return True
+
+    def _halt_restarts(self, container: Container) -> None:
+        try:
+            container.update(restart_policy={"Name": "no"})
+            container.kill()
+        except (APIError, NotFound):
+            pass
+        time.sleep(0.5)
 
     def remove_volume(self, *, site_uuid: str) -> bool:
         """Remove the site's data volume; return False if there was none."""
