@@ -136,6 +136,9 @@ class FakeCloudflareServer:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeCloudflare
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm
+    # and delayed ACKs hold the body back about 40 ms on every keep-alive reply.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         """Keep test output quiet; the request log is in ``FakeCloudflare.requests``."""

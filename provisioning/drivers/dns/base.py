@@ -94,7 +94,8 @@ def normalize_record_value(type: str, value: str) -> str:
     expected_version = 4 if type == "A" else 6
     if address is None or address.version != expected_version:
         raise PermanentError(
-            f"{value!r} is not a valid IPv{expected_version} address for a {type} record.",
+            f"{value!r} is not a valid IPv{expected_version} address, "
+            f"which a {type} record requires.",
             code="dns_value_invalid",
         )
     return address.compressed
