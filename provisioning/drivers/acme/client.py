@@ -303,7 +303,7 @@ class AcmeClient:
             log.info("acme.account_registered", account=account.uri)
         except errors.ConflictError as exc:
             # The CA answers 200 with the account URL when this key is already registered.
-            account = messages.RegistrationResource(uri=str(exc), body=messages.Registration())
+            account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
             net.account = account
             log.info("acme.account_found", account=account.uri)
         self._accounts[thumbprint] = account
@@ -348,6 +348,9 @@ class AcmeClient:
                     code="acme_timeout",
                     detail=repr(exc),
                 ) from exc
+            except errors.ConflictError:
+                # The caller handles it: newAccount answers so for a registered key.
+                raise
             except errors.ClientError as exc:
                 # Not a problem document: for example an HTML error page from a proxy.
                 raise TransientError(
