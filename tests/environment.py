@@ -9,7 +9,8 @@ import os
 DEFAULTS = {
     "DATABASE_URL": "postgres://hostyard:hostyard@127.0.0.1:5432/hostyard",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
-    "HOSTYARD_DEPLOYMENT": "test",
+    # One label per test session: concurrent sessions on one engine clean up only their own.
+    "HOSTYARD_DEPLOYMENT": f"test-{os.getpid()}",
     "HOSTYARD_SITE_NETWORK": "hostyard-test-sites",
     "HOSTYARD_HEALTH_TIMEOUT_SECONDS": "30",
 }

@@ -31,8 +31,10 @@ def test_signup_to_running_and_terminate(catalog, engine, worker_factory) -> Non
     worker_factory()
 
     created = api.post("/api/v1/sites", SIGNUP, format="json").json()
-    wait_for(lambda: operation_status(created["operation"]["id"]) == "succeeded",
-             message="the create operation")
+    wait_for(
+        lambda: operation_status(created["operation"]["id"]) == "succeeded",
+        message="the create operation",
+    )
 
     site = api.get(f"/api/v1/sites/{created['id']}").json()
     [container] = site_containers(engine, created["id"])
@@ -42,8 +44,10 @@ def test_signup_to_running_and_terminate(catalog, engine, worker_factory) -> Non
     assert page.status_code == 200
 
     terminated = api.delete(f"/api/v1/sites/{created['id']}").json()
-    wait_for(lambda: operation_status(terminated["operation"]["id"]) == "succeeded",
-             message="the terminate operation")
+    wait_for(
+        lambda: operation_status(terminated["operation"]["id"]) == "succeeded",
+        message="the terminate operation",
+    )
     assert api.get(f"/api/v1/sites/{created['id']}").json()["status"] == "terminated"
     assert site_containers(engine, created["id"]) == []
 
@@ -56,16 +60,19 @@ def test_killed_worker_operation_completes(catalog, engine, worker_factory) -> N
     operation = Operation.objects.get(uuid=created["operation"]["id"])
 
     wait_for(
-        lambda: OperationStep.objects.filter(operation=operation, name="wait_healthy",
-                                             status="running").exists(),
+        lambda: OperationStep.objects.filter(
+            operation=operation, name="wait_healthy", status="running"
+        ).exists(),
         message="the wait_healthy step to start",
     )
     first.kill()
     assert operation_status(created["operation"]["id"]) == "running"
 
-    worker_factory()
-    wait_for(lambda: operation_status(created["operation"]["id"]) == "succeeded",
-             message="the operation to complete after the restart")
+    second = worker_factory()
+    wait_for(
+        lambda: operation_status(created["operation"]["id"]) == "succeeded",
+        message="the operation to complete after the restart",
+    )
 
     healthy = OperationStep.objects.get(operation=operation, name="wait_healthy")
     assert healthy.attempts == 2
