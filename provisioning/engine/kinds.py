@@ -53,4 +53,12 @@ KINDS: dict[str, KindPolicy] = {
         on_start=_move(SiteStatus.TERMINATING, SiteStatus.live()),
         on_success=_move(SiteStatus.TERMINATED, [SiteStatus.TERMINATING]),
     ),
+    OperationKind.SUSPEND: KindPolicy(
+        steps=["stop_container"],
+        on_success=_move(SiteStatus.SUSPENDED, [SiteStatus.RUNNING, SiteStatus.SUSPENDED]),
+    ),
+    OperationKind.UNSUSPEND: KindPolicy(
+        steps=["start_container", "wait_healthy"],
+        on_success=_move(SiteStatus.RUNNING, [SiteStatus.SUSPENDED, SiteStatus.RUNNING]),
+    ),
 }
