@@ -81,5 +81,6 @@ class OperationAdmin(admin.ModelAdmin):
             retried += 1
         self.message_user(request, f"Queued {retried} operation(s) again.")
 
+
 # Registers the usage admin pages.
 from provisioning import usage_admin  # noqa: E402, F401

@@ -47,6 +47,8 @@ USAGE_FIELDS = [
     "backup_bytes",
     "memory_bytes",
     "container_state",
+    "container_id",
+    "oom_counter",
     "disk_warning_percent",
     "over_quota_since",
     "oom_kills",
@@ -130,11 +132,12 @@ def scan_usage() -> UsageScan:
     samples: list[UsageSample] = []
     for site in sites:
         key = str(site.uuid)
+        container = engine.containers.get(key)
         scan = SiteScan(
             site=site,
             usage=site.usage,
-            container=engine.containers.get(key),
-            oom_kills=engine.oom_events.get(key, 0),
+            container=container,
+            oom_kills=_new_oom_kills(site.usage, container, engine.oom_events.get(key, 0)),
             now=now,
         )
         volume_bytes = engine.volume_bytes.get(key, 0)
@@ -181,6 +184,21 @@ def _live_sites() -> list[Site]:
     return sites
 
 
+def _new_oom_kills(usage: SiteUsage, container: ContainerUsage | None, events: int) -> int:
+    """Return OOM kills since the previous scan, and remember the cgroup counter.
+
+    The cgroup counter is exact; the engine's events are the fallback when the
+    cgroup files are not readable (control plane on another host).
+    """
+    if container is None or container.oom_counter is None:
+        return events
+    previous = usage.oom_counter if usage.container_id == container.container_id else 0
+    counter = container.oom_counter
+    usage.oom_counter = counter
+    # A smaller counter means a new cgroup (the container was re-created or restarted).
+    return counter - previous if counter >= previous else counter
+
+
 def _measure(scan: SiteScan, *, volume_bytes: int, backup_bytes: int) -> None:
     usage, container = scan.usage, scan.container
     usage.measured_at = scan.now
@@ -188,6 +206,7 @@ def _measure(scan: SiteScan, *, volume_bytes: int, backup_bytes: int) -> None:
         usage.volume_bytes = volume_bytes
     usage.backup_bytes = backup_bytes
     usage.container_state = container.state if container else ""
+    usage.container_id = container.container_id if container else ""
     usage.memory_bytes = container.memory_bytes if container else None
     if container is None:
         usage.restart_count = 0

@@ -28,6 +28,9 @@ class SiteUsage(models.Model):
     # None when the container was not running or no memory source was readable.
     memory_bytes = models.BigIntegerField(null=True, blank=True)
     container_state = models.CharField(max_length=32, blank=True)
+    container_id = models.CharField(max_length=64, blank=True)
+    # The container cgroup's oom_kill counter at the last scan, to count new kills.
+    oom_counter = models.PositiveIntegerField(default=0)
 
     disk_warning_percent = models.PositiveSmallIntegerField(default=0)
     over_quota_since = models.DateTimeField(null=True, blank=True)

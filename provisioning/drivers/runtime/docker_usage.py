@@ -8,13 +8,17 @@ A scan makes three engine calls whatever the number of sites:
 - ``GET /containers/json``: every container of this deployment, with its state.
 - ``GET /events`` for ``oom`` and ``die`` events since the previous scan.
 
-It then inspects only the containers that are not running or that died or ran out
-of memory since the previous scan, to read ``RestartCount`` and ``State.OOMKilled``.
+It then inspects only the containers that are not running, that died since the
+previous scan, or that the caller asks about, to read ``RestartCount`` and
+``State.OOMKilled``.
 
-Memory comes from the cgroup files of running containers when the control plane
-runs on the engine's host (one small file read per container). Otherwise it falls
-back to one ``stats`` call per running container with ``one_shot``, which makes
-the engine read the same files. With ``memory_source="off"`` no memory is read.
+Memory and OOM kills come from the cgroup files of running containers when the
+control plane runs on the engine's host: one small read per container, and the
+kernel's ``oom_kill`` counter is exact. Otherwise memory comes from one ``stats``
+call per running container with ``one_shot`` (the engine reads the same files),
+and OOM kills from the events. Docker Engine 20.10 keeps only its latest 256
+events in memory (health checks alone add four per container and interval), so
+events between two scans can be lost on a busy engine; the cgroup counter cannot.
 """
 
 import time
@@ -45,6 +49,8 @@ class ContainerUsage:
     container_id: str
     state: str
     memory_bytes: int | None = None
+    # The cgroup's cumulative OOM kill counter, when cgroup files were readable.
+    oom_counter: int | None = None
     # RestartCount and OOMKilled are read only when the container was inspected.
     inspected: bool = False
     restart_count: int = 0
@@ -112,8 +118,7 @@ class DockerUsageProbe:
                 container = self._with_restarts(container)
                 usage.engine_calls += 1
             if container.state == "running":
-                memory, calls = self._memory(container.container_id)
-                container = replace(container, memory_bytes=memory)
+                container, calls = self._with_memory(container)
                 usage.engine_calls += calls
             usage.containers[site_uuid] = container
         return usage
@@ -193,15 +198,19 @@ class DockerUsageProbe:
             oom_killed=bool(state.get("OOMKilled", False)),
         )
 
-    def _memory(self, container_id: str) -> tuple[int | None, int]:
-        """Return (memory in bytes or None, engine calls made)."""
+    def _with_memory(self, container: ContainerUsage) -> tuple[ContainerUsage, int]:
+        """Add memory use (and the cgroup's OOM counter); return it with the engine calls made."""
         if self.memory_source == "off":
-            return None, 0
+            return container, 0
         if self.memory_source in ("auto", "cgroup"):
-            memory = cgroup_memory_bytes(self.cgroup_root, container_id)
-            if memory is not None or self.memory_source == "cgroup":
-                return memory, 0
-        return self._stats_memory(container_id), 1
+            reading = read_cgroup(self.cgroup_root, container.container_id)
+            if reading is not None:
+                return replace(
+                    container, memory_bytes=reading.memory_bytes, oom_counter=reading.oom_kills
+                ), 0
+            if self.memory_source == "cgroup":
+                return container, 0
+        return replace(container, memory_bytes=self._stats_memory(container.container_id)), 1
 
     def _stats_memory(self, container_id: str) -> int | None:
         try:
@@ -218,29 +227,48 @@ class DockerUsageProbe:
         return max(int(memory["usage"]) - int(cache), 0)
 
 
-def cgroup_memory_bytes(root: Path, container_id: str) -> int | None:
-    """Read a container's memory use from its cgroup, or None if no file is readable.
+@dataclass(frozen=True)
+class CgroupReading:
+    """Memory figures of one container read from its cgroup files."""
 
-    Knows cgroup v1 with the cgroupfs driver (``memory/docker/<id>``) and cgroup v2
-    with the cgroupfs or systemd driver. Subtracts inactive page cache, as
-    ``docker stats`` does.
+    memory_bytes: int
+    # Processes the kernel's OOM killer killed in this cgroup since it was created.
+    oom_kills: int | None
+
+
+# (directory under the cgroup root, usage file, inactive cache key, OOM counter file)
+CGROUP_LAYOUTS = (
+    ("memory/docker/{id}", "memory.usage_in_bytes", "total_inactive_file", "memory.oom_control"),
+    ("docker/{id}", "memory.current", "inactive_file", "memory.events"),
+    ("system.slice/docker-{id}.scope", "memory.current", "inactive_file", "memory.events"),
+)
+
+
+def _stat_value(text: str, key: str) -> int | None:
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return None
+
+
+def read_cgroup(root: Path, container_id: str) -> CgroupReading | None:
+    """Read a container's memory use and OOM kill count, or None if no file is readable.
+
+    Knows cgroup v1 with the cgroupfs driver and cgroup v2 with the cgroupfs or
+    systemd driver. Memory excludes inactive page cache, as ``docker stats`` does.
+    The OOM counter (``oom_kill``) needs Linux 4.13 or later; it is None otherwise.
     """
-    candidates = [
-        (root / "memory" / "docker" / container_id, "memory.usage_in_bytes", "total_inactive_file"),
-        (root / "docker" / container_id, "memory.current", "inactive_file"),
-        (root / "system.slice" / f"docker-{container_id}.scope", "memory.current", "inactive_file"),
-    ]
-    for directory, usage_file, cache_key in candidates:
+    for layout, usage_file, cache_key, oom_file in CGROUP_LAYOUTS:
+        directory = root / layout.format(id=container_id)
         try:
             usage = int((directory / usage_file).read_text().strip())
             stat = (directory / "memory.stat").read_text()
+            oom_text = (directory / oom_file).read_text()
         except (OSError, ValueError):
             continue
-        cache = 0
-        for line in stat.splitlines():
-            key, _, value = line.partition(" ")
-            if key == cache_key:
-                cache = int(value)
-                break
-        return max(usage - cache, 0)
+        cache = _stat_value(stat, cache_key) or 0
+        return CgroupReading(
+            memory_bytes=max(usage - cache, 0), oom_kills=_stat_value(oom_text, "oom_kill")
+        )
     return None
