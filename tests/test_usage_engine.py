@@ -12,7 +12,7 @@ from hosting.models import App, Organization, Plan, Site, SiteEvent
 from provisioning.drivers.runtime.base import LABEL_SITE
 from provisioning.models import Operation, OperationKind
 from provisioning.usage import scan_usage
-from provisioning.usage_models import SiteUsage
+from provisioning.usage_models import SiteUsage, UsageScan
 from tests.fixtures.platform import client_for, wait_for
 from tests.fixtures.webhook import WebhookReceiver, webhook_receiver  # noqa: F401
 from tests.test_provisioning_engine import run_to_end
@@ -311,8 +311,28 @@ def test_restart_loop_stops_container(engine, organization: Organization, settin
     assert site.operations.filter(kind=OperationKind.SUSPEND).count() == 1
 
 
-def test_beat_schedule_runs_scan() -> None:
-    entry = django_settings.CELERY_BEAT_SCHEDULE["scan-usage"]
+@pytest.fixture
+def fast_usage_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make workers started afterwards run the usage scan every second."""
+    monkeypatch.setenv("HOSTYARD_USAGE_SCAN_INTERVAL_SECONDS", "1")
 
+
+def test_worker_beat_runs_usage_scan(fast_usage_scan, worker_factory, organization) -> None:
+    entry = django_settings.CELERY_BEAT_SCHEDULE["scan-usage"]
+    site, _ = services.sign_up_site(
+        organization=organization,
+        customer_email="ada@riverside.edu",
+        app=App.objects.get(slug="demo"),
+        plan=Plan.objects.get(slug="micro"),
+        label="ada",
+    )
+
+    worker_factory()
+
+    def measured_running() -> bool:
+        usage = SiteUsage.objects.filter(site=site).first()
+        return usage is not None and usage.container_state == "running"
+
+    wait_for(measured_running, timeout=90, message="a scheduled scan of the running site")
     assert entry["task"] == "provisioning.tasks.scan_usage"
-    assert entry["schedule"] > 0
+    assert UsageScan.objects.filter(sites=1).exists()
