@@ -68,7 +68,7 @@ def check_domain(
 
     Never raises for DNS failures: NXDOMAIN, timeouts and failing resolvers come
     back as ``ok=False`` with a readable reason. Raises ``ValueError`` when
-    ``resolvers`` is empty or holds an invalid address.
+    ``resolvers`` is empty or contains an invalid address.
     """
     resolver = _make_resolver(resolvers, timeout)
     domain = domain.lower().rstrip(".")
@@ -242,12 +242,13 @@ def _lookup(
         if allow_refused and errors and all(str(error[3]) == "REFUSED" for error in errors):
             return _Lookup(values=[], refused=True)
         raise _LookupFailed(
-            f"No resolver answered the {rdtype} lookup of {name} ({exc}); try again later.",
+            f"No resolver returned an answer for the {rdtype} lookup of {name} ({exc}). "
+            "Try again later.",
             retryable=True,
         ) from exc
     except dns.exception.Timeout as exc:
         raise _LookupFailed(
-            f"The {rdtype} lookup of {name} timed out at {_servers(resolver)}; try again later.",
+            f"The {rdtype} lookup of {name} timed out at {_servers(resolver)}. Try again later.",
             retryable=True,
         ) from exc
     if answer.rrset is None:

@@ -38,7 +38,8 @@ def test_operation_lists_its_steps(api: APIClient) -> None:
 
     operation = api.get(signup["operation"]["url"]).json()
 
-    assert [step["name"] for step in operation["steps"]][:2] == ["create_volume", "create_container"]
+    names = [step["name"] for step in operation["steps"]]
+    assert names[:2] == ["create_volume", "create_container"]
     assert all(step["status"] == "pending" for step in operation["steps"])
     assert operation["site"] == signup["id"]
 
@@ -191,7 +192,8 @@ def test_taken_label_answers_409(api: APIClient, other_api: APIClient) -> None:
 
 def test_customer_site_quota_answers_409(api: APIClient) -> None:
     for label in ("one", "two", "three"):
-        assert api.post("/api/v1/sites", {**SIGNUP, "label": label}, format="json").status_code == 202
+        accepted = api.post("/api/v1/sites", {**SIGNUP, "label": label}, format="json")
+        assert accepted.status_code == 202
 
     response = api.post("/api/v1/sites", {**SIGNUP, "label": "four"}, format="json")
 

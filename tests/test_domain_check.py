@@ -1,4 +1,4 @@
-"""Domain checks against Knot, whose example.org zone stands in for a customer's DNS."""
+"""Domain checks against Knot, whose example.org zone serves as a customer's DNS."""
 
 import socket
 from collections.abc import Iterator

@@ -70,9 +70,12 @@ def test_killed_worker_operation_completes(catalog, engine, worker_factory) -> N
 
     second = worker_factory()
     wait_for(
-        lambda: operation_status(created["operation"]["id"]) == "succeeded",
-        message="the operation to complete after the restart",
+        lambda: operation_status(created["operation"]["id"]) in ("succeeded", "failed"),
+        message="the operation to finish after the restart",
     )
+
+    steps = list(operation.steps.values_list("name", "status", "attempts", "message"))
+    assert operation_status(created["operation"]["id"]) == "succeeded", (steps, second.log_text())
 
     healthy = OperationStep.objects.get(operation=operation, name="wait_healthy")
     assert healthy.attempts == 2

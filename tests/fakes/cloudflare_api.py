@@ -12,6 +12,9 @@ and returns the error codes Cloudflare returns for the cases Hostyard handles:
 * 429 with code 971 and a ``Retry-After`` header for a seeded, deterministic
   fraction of requests (the ``rate_limit_fraction`` knob).
 
+NOTE: other validation errors (missing fields, a name outside the zone) use codes
+chosen for this stand-in, and no test depends on their values.
+
 The ``drop_create_responses`` knob stores a created record and then closes the
 connection without a reply, as when a reply is lost on the way back.
 
@@ -55,7 +58,7 @@ class RequestLogEntry:
 
 @dataclass
 class FakeCloudflare:
-    """In-memory zones and records plus the fault knobs; shared by the handler threads."""
+    """In-memory zones and records plus the fault knobs, shared by the handler threads."""
 
     token: str
     rate_limit_fraction: float = 0.0
@@ -80,7 +83,7 @@ class FakeCloudflare:
         return zone_id
 
     def set_rate_limit(self, fraction: float, *, retry_after: str = "0", seed: int = 0) -> None:
-        """Answer 429 to ``fraction`` of the following requests, chosen by a seeded RNG."""
+        """Return 429 for ``fraction`` of the following requests, chosen by a seeded RNG."""
         with self.lock:
             self.rate_limit_fraction = fraction
             self.retry_after = retry_after
@@ -136,12 +139,12 @@ class FakeCloudflareServer:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeCloudflare
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm
+    # Headers and body go out in two writes. Without TCP_NODELAY, Nagle's algorithm
     # and delayed ACKs hold the body back about 40 ms on every keep-alive reply.
     disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        """Keep test output quiet; the request log is in ``FakeCloudflare.requests``."""
+        """Keep test output quiet, because ``FakeCloudflare.requests`` logs every request."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._dispatch("GET")

@@ -80,7 +80,7 @@ def check_record_type(type: str) -> None:
 def normalize_record_value(type: str, value: str) -> str:
     """Return ``value`` in canonical text form for record type ``type``.
 
-    Addresses are compressed (``2001:db8::1``); TXT values stay as given. Raises
+    Addresses are compressed (``2001:db8::1``), and TXT values stay as given. Raises
     ``PermanentError`` for an unsupported type or an address of the wrong family.
     """
     check_record_type(type)

@@ -6,7 +6,7 @@ someone else and are never changed.
 
 The SDK's own retries are off (``max_retries=0``) so that this driver decides what
 to retry. A 429 is retried after the ``Retry-After`` seconds Cloudflare sends (or an
-exponential backoff when the header is missing), as are 5xx answers and connection
+exponential backoff when the header is missing), as are 5xx responses and connection
 errors, up to ``max_attempts`` calls; then ``TransientError`` carries the last wait
 as ``retry_after``. A rejected token, a missing zone and other 4xx answers raise
 ``PermanentError`` with a readable message and the API's error codes as detail.
@@ -88,12 +88,12 @@ class CloudflareDriver:
         return f"CloudflareDriver(zone={self.zone!r}, proxied={self.proxied!r})"
 
     def ensure_record(self, *, name: str, type: str, value: str, ttl: int) -> DnsRecord:
-        """Make ``name``/``type`` hold exactly ``value``; idempotent.
+        """Make ``name``/``type`` hold exactly ``value``. Idempotent.
 
         Replaces a managed record with another value in place and deletes managed
         duplicates. An unmanaged record that already holds only ``value`` is success
         with ``managed=False``; any other unmanaged record of that name and type
-        raises ``RecordConflictError``. "Record already exists" answers to a create
+        raises ``RecordConflictError``. "Record already exists" responses to a create
         are treated as a lookup. Raises ``TransientError`` after repeated 429s.
         """
         name = self._name_in_zone(name)
@@ -136,12 +136,12 @@ class CloudflareDriver:
 
         raise TransientError(
             f"Cloudflare reported the {type} record of {name} as existing but did not list "
-            "it; the step will retry.",
+            "it. The step will retry.",
             code="dns_update_race",
         )
 
     def delete_record(self, *, name: str, type: str) -> bool:
-        """Delete the managed records ``name``/``type``; idempotent.
+        """Delete the managed records ``name``/``type``. Idempotent.
 
         Returns False when none existed. Unmanaged records are left in place.
         """
@@ -232,8 +232,9 @@ class CloudflareDriver:
             )
             items = listing.result or []
             yield from items
-            info = listing.result_info
-            last_page = info.total_pages if info is not None else None
+            # The SDK's result_info model declares only page and per_page, but keeps
+            # the other fields Cloudflare sends, such as total_pages.
+            last_page = getattr(listing.result_info, "total_pages", None)
             if len(items) < self.per_page or (last_page is not None and page >= last_page):
                 return
             page += 1

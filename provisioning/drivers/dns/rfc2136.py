@@ -1,6 +1,6 @@
 """DNS driver for any authoritative server that takes RFC 2136 dynamic updates.
 
-Updates and zone transfers are signed with one TSIG key (RFC 8945); plain queries
+Updates and zone transfers are signed with one TSIG key (RFC 8945). Plain queries
 for the current state go unsigned to the same primary server, over TCP.
 
 Managed marking: RFC 2136 records carry no comment, so Hostyard keeps a companion
@@ -60,7 +60,7 @@ _MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class _NameState:
-    """One record set as the server holds it, with its marker record set."""
+    """One record set as the server stores it, with its marker record set."""
 
     rdataset: dns.rdataset.Rdataset | None
     cname_target: str | None
@@ -105,7 +105,7 @@ class Rfc2136Driver:
         )
 
     def ensure_record(self, *, name: str, type: str, value: str, ttl: int) -> DnsRecord:
-        """Make ``name``/``type`` hold exactly ``value``; idempotent.
+        """Make ``name``/``type`` hold exactly ``value``. Idempotent.
 
         Returns the record. An existing record set without Hostyard's marker is left
         untouched: if it already holds only ``value`` the call succeeds with
@@ -155,7 +155,7 @@ class Rfc2136Driver:
         )
 
     def delete_record(self, *, name: str, type: str) -> bool:
-        """Delete the managed record set ``name``/``type`` and its marker; idempotent.
+        """Delete the managed record set ``name``/``type`` and its marker. Idempotent.
 
         Returns False when no managed record existed. A record set without
         Hostyard's marker is left in place (and False returned), because it
@@ -217,14 +217,16 @@ class Rfc2136Driver:
             node = transferred.get_node(dns.name.from_text(target))
             if node is None:
                 continue
-            rdataset = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.from_text(type))
-            for rdata in rdataset or ():
+            record_set = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.from_text(type))
+            if record_set is None:
+                continue
+            for rdata in record_set:
                 records.append(
                     DnsRecord(
                         name=target,
                         type=type,
                         value=_rdata_value(type, rdata),
-                        ttl=rdataset.ttl,
+                        ttl=record_set.ttl,
                         managed=True,
                     )
                 )
@@ -258,7 +260,7 @@ class Rfc2136Driver:
         update = dns.update.UpdateMessage(
             zone + ".",
             keyring=self._keyring,
-            keyname=self.tsig_name,
+            keyname=dns.name.from_text(self.tsig_name),
             keyalgorithm=self.tsig_algorithm,
         )
         rdtype = dns.rdatatype.from_text(type)
@@ -289,7 +291,7 @@ class Rfc2136Driver:
             raise self._rcode_error(rcode, f"a query for {qname}")
         return response
 
-    def _send(self, update: dns.update.UpdateMessage, zone: str) -> int:
+    def _send(self, update: dns.update.UpdateMessage, zone: str) -> dns.rcode.Rcode:
         """Send ``update``; return NOERROR or a prerequisite-failure rcode, raise otherwise."""
         try:
             response = dns.query.tcp(update, self.host, port=self.port, timeout=self.timeout)
@@ -349,7 +351,7 @@ class Rfc2136Driver:
             ) from exc
         except (dns.xfr.TransferError, dns.exception.FormError) as exc:
             raise PermanentError(
-                f"The DNS server {self.server} refused a zone transfer (AXFR) of {zone} with "
+                f"The DNS server {self.server} rejected a zone transfer (AXFR) of {zone} with "
                 f"TSIG key '{self.tsig_name}': allow the key to transfer the zone.",
                 code="dns_transfer_rejected",
                 detail=str(exc),
@@ -359,11 +361,11 @@ class Rfc2136Driver:
         except OSError as exc:
             raise self._unreachable_error(exc) from exc
 
-    def _rcode_error(self, rcode: int, action: str) -> Exception:
+    def _rcode_error(self, rcode: dns.rcode.Rcode, action: str) -> Exception:
         text = dns.rcode.to_text(rcode)
         if rcode == dns.rcode.SERVFAIL:
             return TransientError(
-                f"The DNS server {self.server} failed {action} (SERVFAIL); the step will retry.",
+                f"The DNS server {self.server} failed {action} (SERVFAIL). The step will retry.",
                 code="dns_server_failure",
             )
         if rcode in (dns.rcode.NOTAUTH, dns.rcode.REFUSED, dns.rcode.NOTZONE):
@@ -380,7 +382,7 @@ class Rfc2136Driver:
     def _timeout_error(self, action: str, target: str) -> TransientError:
         return TransientError(
             f"The DNS {action} for {target} at {self.server} timed out after "
-            f"{self.timeout:g} s; the step will retry.",
+            f"{self.timeout:g} s. The step will retry.",
             code="dns_timeout",
         )
 
@@ -411,7 +413,7 @@ def _marker_text(type: str) -> str:
 def _make_rdata(type: str, value: str) -> dns.rdata.Rdata:
     if type == "TXT":
         data = value.encode()
-        # A TXT character-string holds at most 255 octets, so longer values are split.
+        # A TXT character-string contains at most 255 octets, so longer values are split.
         chunks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
         return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks)
     return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(type), value)

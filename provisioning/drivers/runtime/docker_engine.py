@@ -235,7 +235,7 @@ class DockerRuntime:
         while time.monotonic() < deadline:
             container = self._require(site_uuid)
             self._raise_if_crashed(container)
-            address = self._address(container)
+            address = self.container_address(container)
             if address:
                 try:
                     answer = requests.get(
@@ -316,7 +316,8 @@ class DockerRuntime:
             )
         return container
 
-    def _address(self, container: Container) -> str:
+    def container_address(self, container: Container) -> str:
+        """Return the container's IPv4 address on the sites' network, or an empty string."""
         networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
         return str(networks.get(self.network, {}).get("IPAddress") or "")
 
