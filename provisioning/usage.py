@@ -145,7 +145,7 @@ def scan_usage() -> UsageScan:
         samples.append(_sample(scan))
         notifications.extend(_apply_policy(scan))
 
-    SiteUsage.objects.bulk_update([site.usage for site in sites], USAGE_FIELDS, batch_size=500)
+    save_usage([site.usage for site in sites])
     UsageSample.objects.bulk_create(samples, batch_size=500)
     prune_samples(keep=settings.HOSTYARD_USAGE_SAMPLES_KEPT)
     record = UsageScan.objects.create(
@@ -165,6 +165,28 @@ def scan_usage() -> UsageScan:
     )
     send(notifications)
     return record
+
+
+def save_usage(rows: list[SiteUsage]) -> None:
+    """Write the scanned fields of every row with one parameterised UPDATE, run for each row.
+
+    ``bulk_update`` builds one CASE expression per field and row, which took about
+    4 s for 1,000 rows (bench/usage_scan.py); ``executemany`` of a plain UPDATE
+    takes a small fraction of that on PostgreSQL.
+    """
+    if not rows:
+        return
+    fields = [SiteUsage._meta.get_field(name) for name in USAGE_FIELDS]
+    table = connection.ops.quote_name(SiteUsage._meta.db_table)
+    assignments = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in fields)
+    statement = f"UPDATE {table} SET {assignments} WHERE id = %s"  # noqa: S608 - names from the model
+    params = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+        + [row.pk]
+        for row in rows
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(statement, params)
 
 
 def _live_sites() -> list[Site]:
