@@ -176,9 +176,11 @@ def save_usage(rows: list[SiteUsage]) -> None:
     """
     if not rows:
         return
-    fields = [SiteUsage._meta.get_field(name) for name in USAGE_FIELDS]
+    fields = [field for field in SiteUsage._meta.concrete_fields if field.name in USAGE_FIELDS]
     table = connection.ops.quote_name(SiteUsage._meta.db_table)
-    assignments = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in fields)
+    assignments = ", ".join(
+        f"{connection.ops.quote_name(str(field.column))} = %s" for field in fields
+    )
     statement = f"UPDATE {table} SET {assignments} WHERE id = %s"  # noqa: S608 - names from the model
     params = [
         [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
@@ -280,7 +282,11 @@ def _disk_policy(scan: SiteScan) -> list[Notification]:
     limit_mb = site.plan.disk_mb
     percent = disk_percent(usage, limit_mb)
     used_mb = round(usage.disk_bytes / MIB, 2)
-    facts = {"used_mb": used_mb, "limit_mb": limit_mb, "percent": round(percent, 1)}
+    facts: dict[str, object] = {
+        "used_mb": used_mb,
+        "limit_mb": limit_mb,
+        "percent": round(percent, 1),
+    }
     notifications: list[Notification] = []
 
     thresholds = sorted(settings.HOSTYARD_DISK_WARNING_PERCENTS)

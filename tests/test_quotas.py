@@ -104,8 +104,9 @@ def site(organization: Organization, catalog: None) -> Site:
 
 def test_plan_change_rejects_disk_below_use(site: Site) -> None:
     with pytest.raises(ServiceError) as caught:
-        quotas.check_plan_change(site=site, new_plan=Plan.objects.get(slug="micro"),
-                                 disk_used_mb=300)
+        quotas.check_plan_change(
+            site=site, new_plan=Plan.objects.get(slug="micro"), disk_used_mb=300
+        )
 
     error = caught.value
     assert error.status == 409
@@ -115,8 +116,7 @@ def test_plan_change_rejects_disk_below_use(site: Site) -> None:
 
 
 def test_plan_change_within_quota_passes(site: Site) -> None:
-    quotas.check_plan_change(site=site, new_plan=Plan.objects.get(slug="starter"),
-                             disk_used_mb=300)
+    quotas.check_plan_change(site=site, new_plan=Plan.objects.get(slug="starter"), disk_used_mb=300)
 
 
 def test_plan_change_rejects_organization_memory(site: Site, organization) -> None:
@@ -124,8 +124,9 @@ def test_plan_change_rejects_organization_memory(site: Site, organization) -> No
     Organization.objects.filter(pk=organization.pk).update(max_memory_mb=512)
 
     with pytest.raises(ServiceError) as caught:
-        quotas.check_plan_change(site=site, new_plan=Plan.objects.get(slug="starter"),
-                                 disk_used_mb=0)
+        quotas.check_plan_change(
+            site=site, new_plan=Plan.objects.get(slug="starter"), disk_used_mb=0
+        )
 
     assert caught.value.extra == {"quota": "organization_memory_mb", "limit": 512, "used": 128}
 
@@ -134,8 +135,9 @@ def test_plan_change_rejects_organization_disk(site: Site, organization) -> None
     Organization.objects.filter(pk=organization.pk).update(max_disk_mb=1000)
 
     with pytest.raises(ServiceError) as caught:
-        quotas.check_plan_change(site=site, new_plan=Plan.objects.get(slug="starter"),
-                                 disk_used_mb=0)
+        quotas.check_plan_change(
+            site=site, new_plan=Plan.objects.get(slug="starter"), disk_used_mb=0
+        )
 
     assert caught.value.extra == {"quota": "organization_disk_mb", "limit": 1000, "used": 256}
 
@@ -149,14 +151,20 @@ def test_downgrade_passes_when_over_cap(site: Site, organization) -> None:
 
 
 def test_plan_change_rejects_sites_per_customer(site: Site, organization) -> None:
-    Plan.objects.create(slug="solo", name="Solo", memory_mb=64, cpus="0.25", pids_limit=64,
-                        disk_mb=256, max_sites_per_customer=1)
+    Plan.objects.create(
+        slug="solo",
+        name="Solo",
+        memory_mb=64,
+        cpus="0.25",
+        pids_limit=64,
+        disk_mb=256,
+        max_sites_per_customer=1,
+    )
     second = make_site(organization, "micro", index=1)
     Site.objects.filter(pk=second.pk).update(customer=site.customer)
 
     with pytest.raises(ServiceError) as caught:
-        quotas.check_plan_change(site=site, new_plan=Plan.objects.get(slug="solo"),
-                                 disk_used_mb=0)
+        quotas.check_plan_change(site=site, new_plan=Plan.objects.get(slug="solo"), disk_used_mb=0)
 
     assert caught.value.extra == {"quota": "sites_per_customer", "limit": 1, "used": 2}
 
@@ -176,8 +184,9 @@ CONCURRENT_SIGNUPS = 20
     [("max_sites", 5, 5), ("max_memory_mb", 7 * 64, 7), ("max_disk_mb", 4 * 256, 4)],
 )
 @pytest.mark.django_db(transaction=True)
-def test_caps_hold_under_concurrent_signups(catalog: None, cap: str, value: int,
-                                            allowed: int) -> None:
+def test_caps_hold_under_concurrent_signups(
+    catalog: None, cap: str, value: int, allowed: int
+) -> None:
     organization = Organization.objects.create(name="Rush", slug="rush", **{cap: value})
     client = client_for(organization)
     answers: list[tuple[int, dict]] = []

@@ -30,8 +30,15 @@ def measured(site: Site, **fields: object) -> SiteUsage:
 
 def test_site_usage_shows_use_and_limits(api: APIClient, organization: Organization) -> None:
     site = make_site(organization, "micro")
-    measured(site, volume_bytes=200 * MIB, backup_bytes=16 * MIB, memory_bytes=32 * MIB,
-             disk_warning_percent=80, oom_kills=2, restart_count=1)
+    measured(
+        site,
+        volume_bytes=200 * MIB,
+        backup_bytes=16 * MIB,
+        memory_bytes=32 * MIB,
+        disk_warning_percent=80,
+        oom_kills=2,
+        restart_count=1,
+    )
 
     body = api.get(f"/api/v1/sites/{site.uuid}/usage").json()
 
@@ -77,8 +84,13 @@ def test_organization_usage_totals(api: APIClient, organization: Organization) -
     gone = make_site(organization, "starter", index=2)
     Site.objects.filter(pk=gone.pk).update(status=SiteStatus.TERMINATED)
     measured(first, volume_bytes=10 * MIB, memory_bytes=20 * MIB, disk_warning_percent=90)
-    measured(second, volume_bytes=300 * MIB, backup_bytes=100 * MIB,
-             over_quota_since=timezone.now(), oom_kills=3)
+    measured(
+        second,
+        volume_bytes=300 * MIB,
+        backup_bytes=100 * MIB,
+        over_quota_since=timezone.now(),
+        oom_kills=3,
+    )
 
     body = api.get("/api/v1/usage").json()
 
