@@ -95,6 +95,8 @@ def timed_scan() -> tuple[float, int]:
 
     started = time.perf_counter()
     record = scan_usage()
+    if record is None:
+        raise harness.BenchError("Another usage scan holds the scan lock; run the benchmark alone.")
     return time.perf_counter() - started, record.engine_calls
 
 

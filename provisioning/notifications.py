@@ -53,8 +53,8 @@ def sign(body: bytes, secret: str) -> str:
 def send(notifications: list[Notification]) -> int:
     """Log each notification and POST it to ``HOSTYARD_QUOTA_WEBHOOK_URL`` if one is set.
 
-    Never raises for a delivery failure; returns how many POSTs the receiver accepted
-    with a 2xx status. Call it outside database transactions.
+    A failed delivery is logged, not raised. Returns how many POSTs the receiver
+    accepted with a 2xx status. Call it outside database transactions.
     """
     url = settings.HOSTYARD_QUOTA_WEBHOOK_URL
     secret = settings.HOSTYARD_QUOTA_WEBHOOK_SECRET

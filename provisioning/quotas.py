@@ -1,7 +1,7 @@
 """Quota checks run before anything is created: signups and plan changes.
 
 Each check raises ``ServiceError`` with code ``quota_exceeded`` (HTTP 409) and the
-quota's name, limit and current use in ``extra``, so the API answers
+quota's name, limit and current use in ``extra``, so the API returns
 ``{"error": {"code": "quota_exceeded", "quota": ..., "limit": ..., "used": ...}}``.
 
 The checks read counts and sums; they hold only if no other signup or plan change
@@ -28,7 +28,7 @@ SITE_DISK = "disk_mb"
 
 @dataclass(frozen=True)
 class Allocation:
-    """What an organization's live sites hold according to their plans."""
+    """Resources that an organization's live sites reserve through their plans."""
 
     sites: int
     memory_mb: int

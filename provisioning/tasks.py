@@ -38,4 +38,5 @@ def reap_operations() -> int:
 @shared_task(ignore_result=True)
 def scan_usage() -> int:
     """Measure every site's usage and apply the quota policy; returns the sites scanned."""
-    return scan_site_usage().sites
+    record = scan_site_usage()
+    return record.sites if record is not None else 0

@@ -15,7 +15,7 @@ from hosting.models import Organization, Site, SiteStatus
 from provisioning.drivers import registry
 from provisioning.drivers.runtime.docker_usage import DockerUsageProbe, read_cgroup
 from provisioning.notifications import Notification, send
-from provisioning.usage import backup_sizes, prune_samples
+from provisioning.usage import SCAN_LOCK_KEY, backup_sizes, prune_samples, scan_usage
 from provisioning.usage_models import MIB, SiteUsage, UsageSample, UsageScan
 from tests.fixtures.webhook import WebhookReceiver, webhook_receiver  # noqa: F401
 from tests.test_quotas import make_site
@@ -243,3 +243,22 @@ def test_cgroup_v2_files_are_read(tmp_path) -> None:
     assert reading.memory_bytes == 4_000_000
     assert reading.oom_kills == 2
     assert read_cgroup(tmp_path, "other") is None
+
+
+def test_scan_skips_while_another_runs(caplog) -> None:
+    import psycopg
+
+    database = connection.settings_dict
+    with psycopg.connect(
+        host=database["HOST"],
+        port=database["PORT"],
+        user=database["USER"],
+        password=database["PASSWORD"],
+        dbname=database["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [SCAN_LOCK_KEY])
+
+        assert scan_usage() is None
+        assert not UsageScan.objects.exists()
+        assert "another scan is running" in caplog.text

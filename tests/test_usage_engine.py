@@ -101,6 +101,7 @@ def test_scan_measures_disk_and_memory(engine, organization: Organization) -> No
     scan = scan_usage()
 
     usage = SiteUsage.objects.get(site=site)
+    assert scan is not None
     assert scan.sites == 1
     assert scan.engine_calls == 3
     assert 200 * KIB <= usage.volume_bytes < 300 * KIB
@@ -117,6 +118,7 @@ def test_scan_reads_memory_through_stats(engine, organization: Organization, set
     scan = scan_usage()
 
     usage = SiteUsage.objects.get(site=site)
+    assert scan is not None
     assert scan.engine_calls == 4
     assert usage.memory_bytes is not None
     assert 0 < usage.memory_bytes < site.plan.memory_mb * 1024 * 1024

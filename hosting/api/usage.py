@@ -1,7 +1,7 @@
 """Current use against limits: per site, and the organization's totals.
 
-Figures come from the latest usage scan (``SiteUsage``); ``measured_at`` says when.
-Both views read a fixed number of queries whatever the number of sites.
+Figures come from the latest usage scan (``SiteUsage``), taken at ``measured_at``.
+Both views run a fixed number of queries whatever the number of sites.
 """
 
 from typing import Any

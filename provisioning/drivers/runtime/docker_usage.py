@@ -17,8 +17,9 @@ control plane runs on the engine's host: one small read per container, and the
 kernel's ``oom_kill`` counter is exact. Otherwise memory comes from one ``stats``
 call per running container with ``one_shot`` (the engine reads the same files),
 and OOM kills from the events. Docker Engine 20.10 keeps only its latest 256
-events in memory (health checks alone add four per container and interval), so
-events between two scans can be lost on a busy engine; the cgroup counter cannot.
+events in memory, and health checks alone add four per container and interval.
+So on a busy engine, events between two scans can be lost. The cgroup counter
+has no such gap.
 """
 
 import time
@@ -126,7 +127,7 @@ class DockerUsageProbe:
     def volume_sizes(self) -> dict[str, int]:
         """Return the size in bytes of every data volume of this deployment, by site uuid.
 
-        The engine reports -1 for a volume whose size it could not compute; the
+        The engine reports -1 for a volume whose size it could not compute. The
         site's entry is then -1 too, so the scan keeps its previous figure.
         """
         with engine_errors("Reading disk use"):
