@@ -244,8 +244,9 @@ def _live_sites() -> list[Site]:
 def _new_oom_kills(usage: SiteUsage, container: ContainerUsage | None, events: int) -> int:
     """Return OOM kills since the previous scan, and remember the cgroup counter.
 
-    The cgroup counter is exact; the engine's events are the fallback when the
-    cgroup files are not readable (control plane on another host).
+    Both sources see the same kills, so the larger count wins. The cgroup counter
+    misses kills that ended the container before a restart reset its cgroup; the
+    events miss whatever the engine's short event buffer dropped.
     """
     if container is None or container.oom_counter is None:
         return events
@@ -253,7 +254,8 @@ def _new_oom_kills(usage: SiteUsage, container: ContainerUsage | None, events: i
     counter = container.oom_counter
     usage.oom_counter = counter
     # A smaller counter means a new cgroup (the container was re-created or restarted).
-    return counter - previous if counter >= previous else counter
+    from_cgroup = counter - previous if counter >= previous else counter
+    return max(from_cgroup, events)
 
 
 def _measure(scan: SiteScan, *, volume_bytes: int, backup_bytes: int) -> None:
@@ -447,6 +449,10 @@ def _restart_policy(scan: SiteScan) -> list[Notification]:
     site, usage, container = scan.site, scan.usage, scan.container
     threshold = settings.HOSTYARD_RESTART_LOOP_COUNT
     if container is None:
+        return []
+    # Only a site meant to be running can loop: a suspended site's container is
+    # stopped, and a create operation handles crashes during its health check.
+    if site.status != SiteStatus.RUNNING or site.desired_status != DesiredStatus.RUNNING:
         return []
     if container.state == "running" and usage.restart_count < threshold:
         usage.restart_loop_at = None

@@ -12,14 +12,14 @@ It then inspects only the containers that are not running, that died since the
 previous scan, or that the caller asks about, to read ``RestartCount`` and
 ``State.OOMKilled``.
 
-Memory and OOM kills come from the cgroup files of running containers when the
-control plane runs on the engine's host: one small read per container, and the
-kernel's ``oom_kill`` counter is exact. Otherwise memory comes from one ``stats``
-call per running container with ``one_shot`` (the engine reads the same files),
-and OOM kills from the events. Docker Engine 20.10 keeps only its latest 256
-events in memory, and health checks alone add four per container and interval.
-So on a busy engine, events between two scans can be lost. The cgroup counter
-has no such gap.
+Memory and the kernel's OOM kill counter come from the cgroup files of running
+containers when the control plane runs on the engine's host: one small read per
+container. Otherwise memory comes from one ``stats`` call per running container
+with ``one_shot`` (the engine reads the same files). OOM kills are also counted
+from the events, which see a kill that ended a container before its restart reset
+the cgroup. Docker Engine 20.10 keeps only its latest 256 events in memory, and
+health checks alone add four per container and interval. So on a busy engine,
+events between two scans can be lost.
 """
 
 import time
