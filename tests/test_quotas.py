@@ -219,3 +219,56 @@ def test_caps_hold_under_concurrent_signups(
     assert {error["limit"] for error in rejected} == {value}
     assert live_site_count(organization) == allowed
     assert Operation.objects.filter(site__organization=organization).count() == allowed
+
+
+def test_suspend_needs_running_site(site: Site) -> None:
+    from hosting import services
+
+    Site.objects.filter(pk=site.pk).update(status=SiteStatus.PROVISIONING)
+    site.refresh_from_db()
+
+    with pytest.raises(ServiceError) as caught:
+        services.suspend_site(site=site, reason="quota")
+
+    assert caught.value.status == 409
+    assert caught.value.code == "invalid_state"
+    assert "only a running site can be suspended" in caught.value.message
+    assert not site.operations.exists()
+
+
+def test_suspend_twice_returns_same_operation(site: Site) -> None:
+    from hosting import services
+
+    first = services.suspend_site(site=site, reason="quota", requested_by="tests")
+    second = services.suspend_site(site=site, reason="quota", requested_by="tests")
+
+    site.refresh_from_db()
+    assert first.pk == second.pk
+    assert first.kind == "suspend"
+    assert [step.name for step in first.steps.all()] == ["stop_container"]
+    assert site.desired_status == "suspended"
+    assert site.suspend_reason == "quota"
+
+
+def test_unsuspend_needs_suspended_site(site: Site) -> None:
+    from hosting import services
+
+    with pytest.raises(ServiceError) as caught:
+        services.unsuspend_site(site=site)
+
+    assert caught.value.status == 409
+    assert "is not suspended" in caught.value.message
+
+
+def test_unsuspend_clears_reason(site: Site) -> None:
+    from hosting import services
+
+    services.suspend_site(site=site, reason="quota")
+    operation = services.unsuspend_site(site=site)
+    again = services.unsuspend_site(site=site)
+
+    site.refresh_from_db()
+    assert operation.kind == "unsuspend"
+    assert again.pk == operation.pk
+    assert site.desired_status == "running"
+    assert site.suspend_reason == ""

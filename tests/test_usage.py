@@ -262,3 +262,25 @@ def test_scan_skips_while_another_runs(caplog) -> None:
         assert scan_usage() is None
         assert not UsageScan.objects.exists()
         assert "another scan is running" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("siteusage", "site0.sites.hostyard.test"),
+        ("usagesample", "site0.sites.hostyard.test"),
+        ("usagescan", "Engine calls"),
+    ],
+)
+def test_usage_admin_pages_render(
+    admin_client, organization: Organization, model: str, expected: str
+) -> None:
+    site = make_site(organization, "micro")
+    measured(site, volume_bytes=3 * MIB, memory_bytes=MIB)
+    UsageSample.objects.create(site=site, volume_bytes=3 * MIB)
+    UsageScan.objects.create(sites=1, duration_ms=12, engine_calls=3)
+
+    response = admin_client.get(f"/admin/provisioning/{model}/")
+
+    assert response.status_code == 200
+    assert expected in response.content.decode()
