@@ -140,8 +140,8 @@ def scan_usage() -> UsageScan | None:
 
     Safe to run again at any time: warnings fire once per crossing, and suspend and
     unsuspend requests are idempotent. Returns None, doing nothing, while another
-    scan runs. Raises TransientError if the engine is unreachable; nothing is
-    stored then.
+    scan runs. Raises TransientError if the engine is unreachable, before any
+    sample, event or operation is written.
     """
     with scan_lock() as acquired:
         if not acquired:

@@ -162,6 +162,8 @@ class DockerUsageProbe:
         container died, the time read up to in ns). The engine keeps only its most
         recent events in memory, so a first scan (``since_ns`` 0) reads what it still has.
         """
+        # NOTE: the window uses this host's clock. With the engine on another host,
+        # clock skew shifts it, so a few events may be counted twice or missed.
         until_ns = time.time_ns()
         since = f"{since_ns // NS_PER_SECOND}.{since_ns % NS_PER_SECOND:09d}" if since_ns else 0
         until = f"{until_ns // NS_PER_SECOND}.{until_ns % NS_PER_SECOND:09d}"
