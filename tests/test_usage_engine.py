@@ -188,6 +188,7 @@ def test_disk_quota_warns_suspends_and_resumes(
     container.reload()
     assert site.status == "suspended"
     assert site.suspend_reason == "quota"
+    assert site.status_reason == "Suspended: quota."
     assert container.status == "exited"
     assert event_kinds(site)[-1] == "suspended"
     assert webhook_receiver.events()[-1] == "suspended"
@@ -216,6 +217,7 @@ def test_disk_quota_warns_suspends_and_resumes(
     container.reload()
     usage = SiteUsage.objects.get(site=site)
     assert site.status == "running"
+    assert site.status_reason == ""
     assert site.suspend_reason == ""
     assert container.status == "running"
     assert usage.over_quota_since is None
@@ -303,6 +305,7 @@ def test_restart_loop_stops_container(engine, organization: Organization, settin
     container.reload()
     usage = SiteUsage.objects.get(site=site)
     assert site.status == "suspended"
+    assert site.status_reason == "Suspended: restart_loop."
     assert container.status == "exited"
     assert usage.restart_count >= 3
     assert usage.restart_loop_at is not None

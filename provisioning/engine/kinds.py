@@ -25,6 +25,12 @@ def _move(target: str, expected: list[str]) -> SiteHook:
     return hook
 
 
+def _suspended(site: Site, reason: str) -> None:
+    """Move the site to suspended, naming its suspend reason in ``status_reason``."""
+    why = f"Suspended: {site.suspend_reason}." if site.suspend_reason else "Suspended."
+    _move(SiteStatus.SUSPENDED, [SiteStatus.RUNNING, SiteStatus.SUSPENDED])(site, why)
+
+
 def _nothing(site: Site, reason: str) -> None:
     return None
 
@@ -55,7 +61,7 @@ KINDS: dict[str, KindPolicy] = {
     ),
     OperationKind.SUSPEND: KindPolicy(
         steps=["stop_container"],
-        on_success=_move(SiteStatus.SUSPENDED, [SiteStatus.RUNNING, SiteStatus.SUSPENDED]),
+        on_success=_suspended,
     ),
     OperationKind.UNSUSPEND: KindPolicy(
         steps=["start_container", "wait_healthy"],
