@@ -1,9 +1,9 @@
 """Knot, Pebble and Caddy for the benchmarks, started only when the create operation uses them.
 
 The create operation gains DNS, certificate and route steps as they are wired in.
-While ``configure_route`` is not among its steps, a site is reached over plain HTTP
-at its container address; once it is, a site is reached over HTTPS through Caddy,
-verified against Pebble's root of this run.
+While ``configure_route`` is not among its steps, a site is probed over plain HTTP
+at its container address. Once it is, a site is probed over HTTPS through Caddy, and
+its certificate is verified against the Pebble root of this run.
 """
 
 import base64
@@ -106,7 +106,7 @@ class EdgeStack:
         self.stop()
 
     def probe(self, *, hostname: str, address: str, port: int) -> bool:
-        """Return True if the site answers GET / with 200 where customers would reach it."""
+        """Return True if GET / returns 200 at the address customers would use."""
         if self.routes_https:
             return _https_ok(hostname, self.https_port, self.root_path)
         if not address:

@@ -1,9 +1,9 @@
 """Worker memory: resident set size of one worker after 1,000 operations against after 10.
 
 The operation is a real kind, ``terminate``, on sites whose rows exist but which
-never got a container or volume: each one runs the full path (task message, lease,
-step rows, site transitions) and makes real Docker Engine calls (a labelled
-container listing and a volume lookup) that find nothing to remove. The worker is
+never got a container or volume. Each one runs the full path (task message, lease,
+step rows, site transitions). It also makes two real Docker Engine calls, a
+labelled container listing and a volume lookup, which find nothing to remove. The worker is
 one ``--pool=solo`` Celery process, so tasks run in the process whose RSS is read
 from ``/proc/<pid>/status``. Run alone with ``python -m bench.memory``.
 """

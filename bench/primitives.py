@@ -20,8 +20,8 @@ from bench.harness import BenchError
 HEALTH_POLL_SECONDS = 0.02
 HEALTH_TIMEOUT_SECONDS = 60.0
 
-# Which steps must finish before a step can start; used for the critical path.
-# A step not listed here is taken to depend on the step before it.
+# Prerequisites of each step, used for the critical path. A step not listed here
+# depends on the step before it.
 DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "create_volume": (),
     "create_container": ("create_volume",),
@@ -138,7 +138,7 @@ def _wait_healthy(target: Target) -> None:
         except requests.RequestException:
             pass
         time.sleep(HEALTH_POLL_SECONDS)
-    raise BenchError(f"{url} did not answer below 400 within {HEALTH_TIMEOUT_SECONDS:.0f} s")
+    raise BenchError(f"{url} returned no status below 400 within {HEALTH_TIMEOUT_SECONDS:.0f} s")
 
 
 PRIMITIVES: dict[str, Callable[[Target], None]] = {

@@ -1,4 +1,4 @@
-"""Signup to site: ``POST /api/v1/sites`` until the site first answers 200, against the primitives.
+"""Signup to site: from ``POST /api/v1/sites`` to the site's first 200, against the primitives.
 
 Each sample is one signup through gunicorn and one real Celery worker (``--pool=solo``),
 timed from the request to the first 200 from the site. Its baseline, measured
@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from docker.errors import DockerException
 
 from bench import harness
 from bench.edge import EdgeStack, create_steps
 from bench.harness import fmt, median, percentile, ratio
 from bench.primitives import critical_path, make_target, needs_rows, run_direct
+from provisioning.errors import ProvisioningError
 
 SITES = int(os.environ.get("BENCH_SIGNUP_SITES", "20"))
 WARMUP_SITES = 2
@@ -24,7 +26,9 @@ PROFILE_SITES = 5
 TARGET_RATIO = 1.25
 OBSERVE_POLL_SECONDS = 0.02
 LOOKUP_POLL_SECONDS = 0.1
-SITE_TIMEOUT_SECONDS = 120.0
+SITE_TIMEOUT_SECONDS = 60.0
+# Failed samples (no 200 in time, engine error) are reported and skipped, up to this many.
+MAX_ERRORS = 4
 
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float:
@@ -48,7 +52,7 @@ def sign_up_through_api(session: requests.Session, api_url: str, edge: EdgeStack
     )
     post_seconds = time.monotonic() - started
     if answer.status_code != 202:
-        raise harness.BenchError(f"POST /api/v1/sites answered {answer.status_code}: {answer.text}")
+        raise harness.BenchError(f"POST /api/v1/sites returned {answer.status_code}: {answer.text}")
     body = answer.json()
     site_uuid, hostname = body["id"], body["hostname"]
 
@@ -56,15 +60,14 @@ def sign_up_through_api(session: requests.Session, api_url: str, edge: EdgeStack
     deadline = started + SITE_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if not address and time.monotonic() >= next_lookup:
-            container = runtime.find_container(site_uuid)
-            address = runtime.container_address(container) if container is not None else ""
+            address = _container_address(runtime, site_uuid)
             next_lookup = time.monotonic() + LOOKUP_POLL_SECONDS
         if edge.probe(hostname=hostname, address=address, port=8080):
             break
         time.sleep(OBSERVE_POLL_SECONDS)
     else:
         raise harness.BenchError(
-            f"site {hostname} did not answer 200 within {SITE_TIMEOUT_SECONDS:.0f} s"
+            f"site {hostname} returned no 200 within {SITE_TIMEOUT_SECONDS:.0f} s"
         )
     total = time.monotonic() - started
 
@@ -73,6 +76,19 @@ def sign_up_through_api(session: requests.Session, api_url: str, edge: EdgeStack
     runtime.remove_container(site_uuid=site_uuid)
     runtime.remove_volume(site_uuid=site_uuid)
     return sample
+
+
+def _container_address(runtime: Any, site_uuid: str) -> str:
+    """Return the site's container address, or "" while it has none or the lookup failed."""
+    from provisioning.errors import ProvisioningError
+
+    try:
+        container = runtime.find_container(site_uuid)
+    except ProvisioningError:
+        # The docker SDK lists matching containers and then inspects each one, so a
+        # container removed in between makes the lookup raise. The next poll looks again.
+        return ""
+    return runtime.container_address(container) if container is not None else ""
 
 
 def _operation_breakdown(site_uuid: str, wall_start: float) -> dict[str, Any]:
@@ -140,13 +156,18 @@ def run() -> dict[str, Any]:
             sign_up_through_api(session, api.url, edge)
             sign_up_directly(organization, app, plan, steps)
 
-        through_api, direct = [], []
+        through_api, direct, errors = [], [], []
         # Alternate the two so that noise from other load hits both alike.
         for _ in range(SITES):
-            through_api.append(sign_up_through_api(session, api.url, edge))
-            direct.append(sign_up_directly(organization, app, plan, steps))
-
+            try:
+                through_api.append(sign_up_through_api(session, api.url, edge))
+                direct.append(sign_up_directly(organization, app, plan, steps))
+            except (harness.BenchError, ProvisioningError, DockerException) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                if len(errors) > MAX_ERRORS:
+                    raise
         figures = summarize(through_api, direct, steps)
+        figures["errors"] = errors
         profile: dict[str, Any] = {}
         if figures["ratio_sum"] > TARGET_RATIO:
             profiler = harness.Profile(pid=workers.pids[0], name="signup-worker")
@@ -215,7 +236,8 @@ def render(
         f"{figures['sites']} sites, one at a time, through gunicorn (2 workers) and one Celery "
         f"worker (`--pool=solo`), alternating with the same steps done directly. Create steps: "
         f"`{', '.join(steps)}`. First 200 is observed by {probe}, polled every "
-        f"{int(OBSERVE_POLL_SECONDS * 1000)} ms. Failures: {len(figures['failures'])}.",
+        f"{int(OBSERVE_POLL_SECONDS * 1000)} ms. Failed operations: {len(figures['failures'])}; "
+        f"samples lost to errors: {len(figures.get('errors', []))}.",
         "",
         harness.markdown_table(
             ["figure", "median s", "p95 s", "ratio median", "ratio p95"],
@@ -254,6 +276,8 @@ def render(
             [(part, fmt(value, 3), fmt(base, 3), fmt(diff, 3)) for part, value, base, diff in rows],
         ),
     ]
+    for error in figures.get("errors", []):
+        lines += ["", f"- sample error: `{error[:300]}`"]
     if figures.get("profile"):
         lines += [
             "",
