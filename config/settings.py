@@ -87,6 +87,8 @@ STATIC_ROOT = RUN_DIR / "static"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["hosting.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["hosting.api.permissions.HasOrganizationKey"],
+    "DEFAULT_PARSER_CLASSES": ["hosting.api.parsers.SafeJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "hosting.api.pagination.SitePagination",
     "PAGE_SIZE": 50,
