@@ -291,13 +291,18 @@ def activate_domain(domain_id: int) -> Domain | None:
         log.error("domain activation failed", domain=domain.name, error=exc.message)
         return domain
 
-    until = (
-        f" until {certificate.not_after:%Y-%m-%d}" if certificate and certificate.not_after else ""
-    )
+    if certificate is None:
+        reason = "Verified. No edge proxy is configured, so routing and TLS are managed elsewhere."
+    elif certificate.not_after is not None:
+        reason = (
+            f"Served over HTTPS with a certificate valid until {certificate.not_after:%Y-%m-%d}."
+        )
+    else:
+        reason = "Served over HTTPS."
     domain.transition(
         target=DomainStatus.ACTIVE,
         expected=[DomainStatus.VERIFIED],
-        reason=f"Served over HTTPS with a certificate valid{until}.",
+        reason=reason,
         certificate=certificate,
         activated_at=now,
         next_check_at=None,
