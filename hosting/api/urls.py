@@ -3,7 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from hosting.api import domains, views
 
-router = SimpleRouter(trailing_slash="")
+router = SimpleRouter(trailing_slash=False)
 router.register("sites", views.SiteViewSet, basename="site")
 router.register("operations", views.OperationViewSet, basename="operation")
 router.register("plans", views.PlanViewSet, basename="plan")
