@@ -243,31 +243,38 @@ def precheck(names: list[str], challenge: str, *, target: str) -> None:
 def http_self_check(name: str) -> None:
     """Write a random token to the edge and read it back through its HTTP port as ``name``.
 
-    The request goes to ``HOSTYARD_PUBLIC_IPV4`` (what the name must resolve to) with
-    ``Host: name``, as the CA's validation request will. Raises ``PrecheckFailed``.
+    The request goes to ``HOSTYARD_PUBLIC_IPV4``, and to ``HOSTYARD_PUBLIC_IPV6`` when
+    set (the addresses the name must resolve to, which the CA may use), with
+    ``Host: name`` as the CA's validation request will. Raises ``PrecheckFailed``.
     """
     edge = registry.edge()
     token = secrets.token_urlsafe(24)
     expected = f"{token}.{secrets.token_urlsafe(32)}"
-    url = (
-        f"http://{settings.HOSTYARD_PUBLIC_IPV4}:{settings.HOSTYARD_EDGE_HTTP_PORT}"
-        f"/.well-known/acme-challenge/{token}"
-    )
+    hosts = [settings.HOSTYARD_PUBLIC_IPV4]
+    if settings.HOSTYARD_PUBLIC_IPV6:
+        hosts.append(f"[{settings.HOSTYARD_PUBLIC_IPV6}]")
+
     edge.add_challenge(token, expected)
     try:
-        response = requests.get(url, headers={"Host": name}, timeout=10, allow_redirects=False)
-        body = response.text.strip()
-    except requests.RequestException as exc:
-        raise PrecheckFailed(
-            f"The edge did not answer HTTP requests for {name} at {url} ({type(exc).__name__}): "
-            "check that the edge proxy runs and listens on HOSTYARD_EDGE_HTTP_PORT."
-        ) from exc
+        for host in hosts:
+            url = f"http://{host}:{settings.HOSTYARD_EDGE_HTTP_PORT}/.well-known/acme-challenge/{token}"
+            _read_token(url, name, expected)
     finally:
         edge.remove_challenge(token)
 
-    if response.status_code != 200 or body != expected:
+
+def _read_token(url: str, name: str, expected: str) -> None:
+    try:
+        response = requests.get(url, headers={"Host": name}, timeout=10, allow_redirects=False)
+    except requests.RequestException as exc:
         raise PrecheckFailed(
-            f"The edge answered HTTP {response.status_code} for a test token of {name} "
+            f"The edge did not answer HTTP requests for {name} at {url} ({type(exc).__name__}): "
+            "check that the edge proxy runs and listens on HOSTYARD_EDGE_HTTP_PORT "
+            "at every public address."
+        ) from exc
+    if response.status_code != 200 or response.text.strip() != expected:
+        raise PrecheckFailed(
+            f"The edge answered HTTP {response.status_code} at {url} for a test token of {name} "
             "instead of the token just written: check the edge's HTTP listener."
         )
 
