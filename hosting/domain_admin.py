@@ -150,7 +150,7 @@ class CertificateAdmin(admin.ModelAdmin):
 class AcmeAccountAdmin(admin.ModelAdmin):
     list_display = ["uri", "directory_url", "created_at"]
     fields = ["uri", "directory_url", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ["uri", "directory_url", "created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -38,8 +38,9 @@ from provisioning.crypto import encrypt_private_key
 from provisioning.drivers import registry
 from provisioning.engine.runner import Outcome
 from provisioning.engine.steps import StepContext, get_step
-from provisioning.models import OperationStep
+from provisioning.models import Operation, OperationStep
 from tests.fixtures.dns import resolve_records, set_records
+from tests.fixtures.platform import client_for, wait_for
 from tests.fixtures.tls import TestCertificateAuthority, https_get, start_pebble
 from tests.test_provisioning_engine import run_to_end
 
@@ -56,6 +57,44 @@ def pebble_root(pebble_server: PebbleServer, tmp_path: Path) -> Path:
     return path
 
 
+def server_settings(
+    knot: KnotServer, caddy: CaddyServer, pebble: PebbleServer, pebble_root: Path
+) -> dict[str, object]:
+    """Return the settings that point DNS, ACME, the edge and the checks at the servers."""
+    return {
+        "HOSTYARD_PLATFORM_DOMAIN": ZONE,
+        "HOSTYARD_PUBLIC_IPV4": "127.0.0.1",
+        "HOSTYARD_PUBLIC_IPV6": "",
+        "HOSTYARD_DNS_DRIVER": "rfc2136",
+        "HOSTYARD_RFC2136_SERVER": knot.server,
+        "HOSTYARD_RFC2136_ZONE": ZONE,
+        "HOSTYARD_RFC2136_TSIG_NAME": knot.tsig_name,
+        "HOSTYARD_RFC2136_TSIG_SECRET": knot.tsig_secret,
+        "HOSTYARD_RFC2136_TSIG_ALGORITHM": knot.tsig_algorithm,
+        "HOSTYARD_DOMAIN_CHECK_RESOLVERS": [knot.server],
+        "HOSTYARD_EDGE_DRIVER": "caddy",
+        "HOSTYARD_CADDY_ADMIN_URL": caddy.admin_url,
+        "HOSTYARD_EDGE_HTTP_PORT": caddy.http_port,
+        "HOSTYARD_EDGE_HTTPS_PORT": caddy.https_port,
+        "HOSTYARD_ACME_DIRECTORY_URL": pebble.directory_url,
+        "HOSTYARD_ACME_CA_BUNDLE": str(pebble.ca_bundle_path),
+        "HOSTYARD_HTTPS_VERIFY_CA_BUNDLE": str(pebble_root),
+        "HOSTYARD_ACME_PLATFORM_WILDCARD": True,
+    }
+
+
+def forget_edge_state() -> None:
+    """Remove this test's routes and certificates from the shared Caddy.
+
+    The next test's SNI lookups then see only its own certificates.
+    """
+    edge = registry.edge()
+    for certificate in Certificate.objects.all():
+        edge.remove_certificate(certificate.edge_id)
+    for site_uuid in Site.objects.values_list("uuid", flat=True):
+        edge.remove_route(str(site_uuid))
+
+
 @pytest.fixture
 def edge_settings(
     settings,
@@ -65,37 +104,13 @@ def edge_settings(
     pebble_server: PebbleServer,
     pebble_root: Path,
 ) -> Iterator[None]:
-    """Point DNS, ACME, the edge and the checks at the session's servers.
-
-    Afterwards, the routes and certificates this test put into the shared Caddy are
-    removed, so the next test's SNI lookups see only its own certificates.
-    """
-    settings.HOSTYARD_PLATFORM_DOMAIN = ZONE
-    settings.HOSTYARD_PUBLIC_IPV4 = "127.0.0.1"
-    settings.HOSTYARD_PUBLIC_IPV6 = ""
-    settings.HOSTYARD_DNS_DRIVER = "rfc2136"
-    settings.HOSTYARD_RFC2136_SERVER = knot_server.server
-    settings.HOSTYARD_RFC2136_ZONE = ZONE
-    settings.HOSTYARD_RFC2136_TSIG_NAME = knot_server.tsig_name
-    settings.HOSTYARD_RFC2136_TSIG_SECRET = knot_server.tsig_secret
-    settings.HOSTYARD_RFC2136_TSIG_ALGORITHM = knot_server.tsig_algorithm
-    settings.HOSTYARD_DOMAIN_CHECK_RESOLVERS = [knot_server.server]
-    settings.HOSTYARD_EDGE_DRIVER = "caddy"
-    settings.HOSTYARD_CADDY_ADMIN_URL = caddy_server.admin_url
-    settings.HOSTYARD_EDGE_HTTP_PORT = caddy_server.http_port
-    settings.HOSTYARD_EDGE_HTTPS_PORT = caddy_server.https_port
-    settings.HOSTYARD_ACME_DIRECTORY_URL = pebble_server.directory_url
-    settings.HOSTYARD_ACME_CA_BUNDLE = str(pebble_server.ca_bundle_path)
-    settings.HOSTYARD_HTTPS_VERIFY_CA_BUNDLE = str(pebble_root)
-    settings.HOSTYARD_ACME_PLATFORM_WILDCARD = True
+    """Point this process's settings at the session's servers."""
+    values = server_settings(knot_server, caddy_server, pebble_server, pebble_root)
+    for name, value in values.items():
+        setattr(settings, name, value)
     registry.reset()
     yield
-
-    edge = registry.edge()
-    for certificate in Certificate.objects.all():
-        edge.remove_certificate(certificate.edge_id)
-    for site_uuid in Site.objects.values_list("uuid", flat=True):
-        edge.remove_route(str(site_uuid))
+    forget_edge_state()
     registry.reset()
 
 
@@ -554,3 +569,75 @@ def test_terminate_removes_route_and_records(
     assert resolve_records(knot_server, site.hostname, "A") == []
     # The shared wildcard stays for the other sites.
     assert Certificate.objects.filter(kind=CertificateKind.WILDCARD).exists()
+
+
+# --- a real worker --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker_env(
+    monkeypatch,
+    settings,
+    transactional_db: None,
+    knot_server: KnotServer,
+    caddy_server: CaddyServer,
+    pebble_server: PebbleServer,
+    pebble_root: Path,
+) -> Iterator[None]:
+    """Point this process and, through the environment, worker subprocesses at the servers.
+
+    Request it before ``worker_factory``, which copies the environment when it starts.
+    """
+    values = server_settings(knot_server, caddy_server, pebble_server, pebble_root)
+    for name, value in values.items():
+        setattr(settings, name, value)
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        monkeypatch.setenv(name, text)
+    monkeypatch.setenv("HOSTYARD_DOMAIN_CHECK_BASE_SECONDS", "1")
+    registry.reset()
+    yield
+    forget_edge_state()
+    registry.reset()
+
+
+def test_worker_serves_site_and_domain_over_https(
+    worker_env,
+    catalog,
+    engine,
+    worker_factory,
+    caddy_server: CaddyServer,
+    pebble_root: Path,
+    customer_records,
+) -> None:
+    organization = Organization.objects.create(name="Riverside", slug="riverside")
+    api = client_for(organization)
+    worker_factory()
+    label = "w" + uuid.uuid4().hex[:12]
+    name = f"{label}.example.org"
+    customer_records(name, "A", ["127.0.0.1"])
+
+    created = api.post(
+        "/api/v1/sites",
+        {"customer_email": "ada@riverside.edu", "app": "demo", "plan": "micro", "label": label},
+        format="json",
+    ).json()
+    wait_for(
+        lambda: Operation.objects.get(uuid=created["operation"]["id"]).status == "succeeded",
+        message="the create operation",
+    )
+    site_answer = https_get(caddy_server.https_port, created["hostname"], pebble_root)
+    added = api.post(f"/api/v1/sites/{created['id']}/domains", {"domain": name}, format="json")
+    wait_for(
+        lambda: Domain.objects.get(name=name).status == DomainStatus.ACTIVE,
+        message=f"{name} to become active",
+    )
+    domain_answer = https_get(caddy_server.https_port, name, pebble_root)
+    listing = api.get(f"/api/v1/sites/{created['id']}/domains").json()
+
+    assert site_answer.status == 200
+    assert DEMO_PAGE in site_answer.body
+    assert added.status_code == 202
+    assert domain_answer.status == 200
+    assert created["hostname"] in domain_answer.body
+    assert listing[0]["status"] == "active"
+    assert "PRIVATE KEY" not in str(listing)
