@@ -3,8 +3,8 @@
 The API and the admin only record desired state (``add_domain``, ``remove_domain``)
 and send a task once the transaction commits. Workers run the rest: a DNS check
 with backoff while the domain is pending, then a certificate and a route once it is
-verified. A check or an activation never holds a transaction open across a DNS,
-ACME or edge call. A lost task is harmless: ``process_domains`` runs on a beat and
+verified. No transaction stays open across the DNS, ACME or edge calls of a check or
+an activation. A lost task is harmless: ``process_domains`` runs on a beat and
 picks up every domain that is due.
 """
 
@@ -29,7 +29,7 @@ from provisioning.steps.edge import last_upstream
 
 log = structlog.get_logger(__name__)
 
-# A worker checking or activating a domain holds it this long before another may try.
+# A worker checking or activating a domain keeps it this long before another may try.
 CLAIM_SECONDS = 120
 # Domains handled per run of ``process_domains``; the rest wait for the next run.
 BATCH_SIZE = 100
@@ -51,7 +51,7 @@ def add_domain(*, site: Site, raw_name: str) -> tuple[Domain, bool]:
 
     The name is normalized before anything is stored. Adding a name the site already
     has returns the existing row. Raises ``ServiceError``: 400 for an invalid name or
-    one inside the platform zone, 409 ``domain_taken`` when another site holds it,
+    one inside the platform zone, 409 ``domain_taken`` when another site uses it,
     409 ``invalid_state`` for a terminated site.
     """
     name = normalize_or_reject(raw_name)
@@ -242,10 +242,10 @@ def _failure(domain: Domain, result: DomainCheck) -> tuple[str, str]:
 def activate_domain(domain_id: int) -> Domain | None:
     """Certify and route a verified domain, then mark it active. Safe to repeat.
 
-    Waits (sets ``next_check_at``) while the site is not running or the order budget
-    defers; moves the domain back to pending when a pre-order check finds it no
-    longer points at the platform, so no order is placed. Returns None if the
-    domain is gone or another worker holds it.
+    Sets a later ``next_check_at`` while the site is not running or the order budget
+    defers the order. Moves the domain back to pending, and places no order, when a
+    pre-order check finds that it no longer points at the platform. Returns None if the
+    domain is gone or another worker has claimed it.
     """
     domain = _claim(domain_id, [DomainStatus.VERIFIED])
     if domain is None:

@@ -1,11 +1,12 @@
 """Certificate issuance and renewal: which names, when an order may be placed, and storage.
 
-An order is placed only when no stored certificate for the same names stays valid
-longer than ``HOSTYARD_CERT_RENEW_DAYS``, the per-name order budget allows it
-(failed validations back off, a CA rate limit is honoured until its retry time), and
-the pre-order checks pass: each name resolves to the platform at the authoritative
-server, no CAA record forbids the CA, and the edge serves a token just written for
-that name. A failed check places no order.
+An order is placed only when three conditions hold. First, no stored certificate
+for the same names stays valid longer than ``HOSTYARD_CERT_RENEW_DAYS``. Second, the
+per-name order budget allows it: failed validations back off, and a CA rate limit
+is honoured until its retry time. Third, the pre-order checks pass: each name
+resolves to the platform at the authoritative server, no CAA record forbids the CA,
+and the edge serves a token just written for that name. A failed check places no
+order.
 
 Private keys are encrypted with ``provisioning.crypto`` before they are stored and
 are decrypted only to hand them to the ACME client and the edge.
@@ -55,7 +56,7 @@ class PrecheckFailed(TransientError):
 
 
 class OrderDeferred(TransientError):
-    """The order budget does not allow an order yet; ``retry_after`` says when it does."""
+    """The order budget does not allow an order yet; ``retry_after`` is the wait in seconds."""
 
     code = "certificate_order_deferred"
 
@@ -133,8 +134,8 @@ def ensure_certificate(
 def order_certificate(certificate: Certificate, *, target: str) -> Certificate:
     """Check, order and store a new certificate for the row's names, replacing older PEMs.
 
-    Never holds a transaction open during the checks or the order. Raises like
-    ``ensure_certificate``; every failure is recorded on the row.
+    No transaction stays open during the checks or the order. Raises the errors of
+    ``ensure_certificate`` and records every failure on the row.
     """
     _check_budget(certificate)
     owner = worker_identity()
@@ -268,13 +269,13 @@ def _read_token(url: str, name: str, expected: str) -> None:
         response = requests.get(url, headers={"Host": name}, timeout=10, allow_redirects=False)
     except requests.RequestException as exc:
         raise PrecheckFailed(
-            f"The edge did not answer HTTP requests for {name} at {url} ({type(exc).__name__}): "
-            "check that the edge proxy runs and listens on HOSTYARD_EDGE_HTTP_PORT "
-            "at every public address."
+            f"The edge did not respond to HTTP requests for {name} at {url} "
+            f"({type(exc).__name__}): check that the edge proxy runs and listens on "
+            "HOSTYARD_EDGE_HTTP_PORT at every public address."
         ) from exc
     if response.status_code != 200 or response.text.strip() != expected:
         raise PrecheckFailed(
-            f"The edge answered HTTP {response.status_code} at {url} for a test token of {name} "
+            f"The edge returned HTTP {response.status_code} at {url} for a test token of {name} "
             "instead of the token just written: check the edge's HTTP listener."
         )
 
@@ -411,7 +412,7 @@ def alert_expiring_certificates() -> list[Certificate]:
     Reads only the certificate rows, so it fires even when renewal never ran. An alert
     is an ERROR log line plus a ``SiteEvent`` (level error) on each affected site: the
     certificate's own site, or every live site for the shared wildcard. Each
-    certificate alerts at most once a day. Returns the certificates alerted.
+    certificate alerts at most once a day (``alerted_at``). Returns the certificates alerted.
     """
     from hosting.models import SiteEvent, SiteStatus
 

@@ -293,7 +293,9 @@ def test_edge_self_check_failure_gets_no_order(settings, customer_records) -> No
     # Nothing listens on this port, so the token written to the edge cannot be read back.
     settings.HOSTYARD_EDGE_HTTP_PORT = free_port()
 
-    with pytest.raises(certificates.PrecheckFailed, match="did not answer HTTP requests") as error:
+    with pytest.raises(
+        certificates.PrecheckFailed, match="did not respond to HTTP requests"
+    ) as error:
         certificates.ensure_certificate(
             key=f"domain:{name}",
             kind=CertificateKind.DOMAIN,
@@ -559,6 +561,7 @@ def test_terminate_removes_route_and_records(
     engine, organization, caddy_server: CaddyServer, knot_server: KnotServer, pebble_root: Path
 ) -> None:
     site = running_site(organization)
+    domains.add_domain(site=site, raw_name="leaving.example.org")
 
     operation = services.terminate_site(site=site)
     outcome = run_to_end(operation)
@@ -569,6 +572,7 @@ def test_terminate_removes_route_and_records(
     assert resolve_records(knot_server, site.hostname, "A") == []
     # The shared wildcard stays for the other sites.
     assert Certificate.objects.filter(kind=CertificateKind.WILDCARD).exists()
+    assert not Domain.objects.filter(name="leaving.example.org").exists()
 
 
 # --- a real worker --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Custom domains of a site: list, add, remove.
 
 The site is looked up within the caller's organization, so another organization's
-site answers 404. Adding and removing only record the request; workers check DNS,
+site returns 404. Adding and removing only record the request; workers check DNS,
 order the certificate and change the edge.
 """
 

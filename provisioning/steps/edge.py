@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from hosting.models import Certificate, Site
+from hosting.models import Certificate, Domain, Site
 from provisioning import certificates
 from provisioning.drivers import registry
 from provisioning.engine.steps import SkipStep, StepContext, step
@@ -74,7 +74,7 @@ def edge_suspend(ctx: StepContext) -> dict[str, Any]:
 
 @step("edge_resume")
 def edge_resume(ctx: StepContext) -> dict[str, Any]:
-    """Stop serving the suspended page; the site's route answers again. Idempotent."""
+    """Stop serving the suspended page; requests reach the site's route again. Idempotent."""
     if not registry.edge_enabled():
         raise SkipStep(NO_EDGE)
     hostnames = certificates.routed_hostnames(ctx.site)
@@ -82,4 +82,13 @@ def edge_resume(ctx: StepContext) -> dict[str, Any]:
     return {"hostnames": hostnames}
 
 
-step("remove_route")(_remove_route)
+@step("remove_route")
+def remove_route(ctx: StepContext) -> dict[str, Any]:
+    """Remove the site's route and certificates, and release its custom domain names.
+
+    Deleting the domain rows lets another site add those names. Idempotent.
+    """
+    released, _ = Domain.objects.filter(site=ctx.site).delete()
+    if not registry.edge_enabled():
+        return {"domains_released": released, "edge": "none"}
+    return {**_remove_route(ctx), "domains_released": released}

@@ -19,8 +19,8 @@ HTTPS_TIMEOUT_SECONDS = 10
 
 
 # TODO: publish_dns and issue_certificate (DNS-01 wildcard) do not depend on the
-# container and could run concurrently with the container steps; the engine runs
-# steps one after another.
+# container, so they could run concurrently with the container steps. The engine
+# runs steps one after another.
 @step("issue_certificate")
 def issue_certificate(ctx: StepContext) -> dict[str, Any]:
     """Make sure a valid certificate covers the site's hostname and its active domains.
@@ -57,9 +57,9 @@ def issue_certificate(ctx: StepContext) -> dict[str, Any]:
 def verify_https(ctx: StepContext) -> dict[str, Any]:
     """GET ``https://<hostname>/`` through the edge with SNI, verifying the chain.
 
-    Trusts ``HOSTYARD_HTTPS_VERIFY_CA_BUNDLE`` (or the system store). Any answer
+    Trusts ``HOSTYARD_HTTPS_VERIFY_CA_BUNDLE`` (or the system store). Any status
     below 500 passes, because the app decides what its front page returns. Raises
-    ``TransientError`` for TLS errors, refused connections and 5xx answers.
+    ``TransientError`` for TLS errors, refused connections and 5xx responses.
     """
     if not registry.edge_enabled():
         raise SkipStep(NO_EDGE)
@@ -67,7 +67,7 @@ def verify_https(ctx: StepContext) -> dict[str, Any]:
     status, certificate = https_probe(hostname)
     if status >= 500:
         raise TransientError(
-            f"https://{hostname}/ answered HTTP {status} through the edge: the route or the "
+            f"https://{hostname}/ returned HTTP {status} through the edge: the route or the "
             "app is not ready yet.",
             code="https_check_failed",
         )
