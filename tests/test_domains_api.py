@@ -21,7 +21,7 @@ from tests.fixtures.dns import set_records
 
 @pytest.fixture(autouse=True)
 def check_settings(settings, knot_server: KnotServer) -> Iterator[None]:
-    """Check domains against the session's Knot; the platform answers at 127.0.0.1."""
+    """Check domains against the session's Knot; the platform's address is 127.0.0.1."""
     settings.HOSTYARD_DOMAIN_CHECK_RESOLVERS = [knot_server.server]
     settings.HOSTYARD_PLATFORM_DOMAIN = "sites.hostyard.test"
     settings.HOSTYARD_PUBLIC_IPV4 = "127.0.0.1"
@@ -72,15 +72,15 @@ def test_mixed_case_name_stored_normalized(api: APIClient, other_api: APIClient)
     other = create_site(other_api, "othersite")
 
     response = add(api, site, "Blog.Example.ORG.")
-    taken = add(other_api, other, "blog.example.org")
+    duplicate = add(other_api, other, "blog.example.org")
 
     assert response.status_code == 202
     assert response.json()["domain"] == "blog.example.org"
     assert response.json()["status"] == "pending"
     assert list(Domain.objects.values_list("name", flat=True)) == ["blog.example.org"]
-    assert taken.status_code == 409
-    assert taken.json()["error"]["code"] == "domain_taken"
-    assert "blog.example.org" in taken.json()["error"]["message"]
+    assert duplicate.status_code == 409
+    assert duplicate.json()["error"]["code"] == "domain_taken"
+    assert "blog.example.org" in duplicate.json()["error"]["message"]
 
 
 def test_normalized_name_sent_to_dns_check(api: APIClient, records) -> None:
@@ -100,14 +100,14 @@ def test_unicode_name_stored_as_a_label(api: APIClient, other_api: APIClient) ->
     other = create_site(other_api, "bookshop2")
 
     response = add(api, site, "bücher.example")
-    taken = add(other_api, other, "xn--bcher-kva.example")
+    duplicate = add(other_api, other, "xn--bcher-kva.example")
 
     assert response.status_code == 202
     assert response.json()["domain"] == "xn--bcher-kva.example"
     assert response.json()["unicode"] == "bücher.example"
     assert Domain.objects.get().name == "xn--bcher-kva.example"
-    assert taken.status_code == 409
-    assert taken.json()["error"]["code"] == "domain_taken"
+    assert duplicate.status_code == 409
+    assert duplicate.json()["error"]["code"] == "domain_taken"
 
 
 def test_invalid_a_label_rejected(api: APIClient) -> None:
@@ -383,3 +383,48 @@ def test_process_domains_runs_due_work(api: APIClient, records) -> None:
     assert counts["checked"] == 1
     assert counts["removed"] == 1
     assert Domain.objects.get().status == DomainStatus.VERIFIED
+
+
+# --- admin ------------------------------------------------------------------------------
+
+
+def test_admin_lists_and_searches_domains(admin_client, api: APIClient) -> None:
+    site = create_site(api, "adminview")
+    add(api, site, "bücher.example")
+    add(api, site, "other.example.org")
+
+    page = admin_client.get("/admin/hosting/domain/", {"q": "xn--bcher"})
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "xn--bcher-kva.example" in text
+    assert "bücher.example" in text
+    assert "other.example.org" not in text
+    assert "Waiting for the first DNS check." in text
+
+
+def test_admin_certificate_hides_private_key(admin_client, api: APIClient) -> None:
+    from hosting.models import Certificate, CertificateStatus
+    from provisioning.crypto import encrypt_private_key
+
+    created = create_site(api, "certview")
+    site = Site.objects.get(uuid=created["id"])
+    certificate = Certificate.objects.create(
+        key=f"hostname:{site.hostname}",
+        kind="hostname",
+        names=[site.hostname],
+        challenge="http-01",
+        site=site,
+        status=CertificateStatus.ISSUED,
+        not_after=timezone.now() + timedelta(days=10),
+        private_key_encrypted=encrypt_private_key("-----BEGIN PRIVATE KEY-----\nsecret\n"),
+    )
+
+    listing = admin_client.get("/admin/hosting/certificate/", {"expiry": "alert"})
+    detail = admin_client.get(f"/admin/hosting/certificate/{certificate.pk}/change/")
+
+    assert listing.status_code == 200
+    assert site.hostname in listing.content.decode()
+    assert detail.status_code == 200
+    assert certificate.private_key_encrypted not in detail.content.decode()
+    assert "PRIVATE KEY" not in detail.content.decode()

@@ -34,7 +34,7 @@ from hosting.models import (
     SiteEvent,
 )
 from provisioning import certificates
-from provisioning.crypto import encrypt_private_key
+from provisioning.crypto import decrypt_private_key, encrypt_private_key
 from provisioning.drivers import registry
 from provisioning.engine.runner import Outcome
 from provisioning.engine.steps import StepContext, get_step
@@ -238,7 +238,7 @@ def test_private_key_stored_encrypted(engine, organization) -> None:
     assert certificate.fullchain_pem.startswith("-----BEGIN CERTIFICATE-----")
     assert "PRIVATE KEY" not in certificate.private_key_encrypted
     assert "PRIVATE KEY" not in repr(certificate)
-    assert certificates.decrypt_private_key(certificate.private_key_encrypted).startswith(
+    assert decrypt_private_key(certificate.private_key_encrypted).startswith(
         "-----BEGIN PRIVATE KEY-----"
     )
 
