@@ -251,7 +251,6 @@ def activate_domain(domain_id: int) -> Domain | None:
     if domain is None:
         return None
     site = domain.site
-    now = timezone.now()
     base = settings.HOSTYARD_DOMAIN_CHECK_BASE_SECONDS
 
     if site.status != SiteStatus.RUNNING:
@@ -259,56 +258,83 @@ def activate_domain(domain_id: int) -> Domain | None:
         return domain
 
     try:
-        certificate = None
-        if registry.edge_enabled():
-            spec = certificates.domain_certificate_spec(domain)
-            certificate = certificates.ensure_certificate(**spec, target=site.hostname)
-            hostnames = [*certificates.routed_hostnames(site), domain.name]
-            registry.edge().ensure_route(
-                site_id=str(site.uuid), hostnames=hostnames, upstream=last_upstream(site)
-            )
+        certificate = _certify_and_route(domain)
     except certificates.PrecheckFailed as exc:
-        domain.transition(
+        log.info("domain precheck failed", domain=domain.name, reason=exc.reason)
+        _move_if_still_verified(
+            domain,
             target=DomainStatus.PENDING,
-            expected=[DomainStatus.VERIFIED],
             reason=exc.reason,
             found=exc.found,
-            next_check_at=now + timedelta(seconds=base),
+            next_check_at=timezone.now() + timedelta(seconds=base),
         )
-        log.info("domain precheck failed", domain=domain.name, reason=exc.reason)
         return domain
     except TransientError as exc:
         _retry_later(domain, exc.message, exc.retry_after or base)
+        log.warning("domain activation will retry", domain=domain.name, error=exc.message)
         return domain
     except PermanentError as exc:
-        retry_at = Certificate.objects.filter(key=f"domain:{domain.name}").values_list(
+        # The order budget decides when the next order for this name may be placed.
+        next_order = Certificate.objects.filter(key=f"domain:{domain.name}").values_list(
             "next_attempt_at", flat=True
         )
         delay = base
-        if retry_at and retry_at[0]:
-            delay = max((retry_at[0] - now).total_seconds(), base)
+        if next_order and next_order[0]:
+            delay = max((next_order[0] - timezone.now()).total_seconds(), base)
         _retry_later(domain, exc.message, delay)
         log.error("domain activation failed", domain=domain.name, error=exc.message)
         return domain
 
-    if certificate is None:
-        reason = "Verified. No edge proxy is configured, so routing and TLS are managed elsewhere."
-    elif certificate.not_after is not None:
-        reason = (
-            f"Served over HTTPS with a certificate valid until {certificate.not_after:%Y-%m-%d}."
-        )
-    else:
-        reason = "Served over HTTPS."
-    domain.transition(
+    moved = _move_if_still_verified(
+        domain,
         target=DomainStatus.ACTIVE,
-        expected=[DomainStatus.VERIFIED],
-        reason=reason,
+        reason=_active_reason(certificate),
         certificate=certificate,
-        activated_at=now,
+        activated_at=timezone.now(),
         next_check_at=None,
     )
-    log.info("domain active", site=str(site.uuid), domain=domain.name)
+    if not moved and registry.edge_enabled():
+        # Removal was requested meanwhile, and the route may carry the name again.
+        registry.edge().ensure_route(
+            site_id=str(site.uuid),
+            hostnames=certificates.routed_hostnames(site),
+            upstream=last_upstream(site),
+        )
+    if moved:
+        log.info("domain active", site=str(site.uuid), domain=domain.name)
     return domain
+
+
+def _certify_and_route(domain: Domain) -> Certificate | None:
+    """Order or reuse the domain's certificate and add the name to the site's route."""
+    if not registry.edge_enabled():
+        return None
+    site = domain.site
+    spec = certificates.domain_certificate_spec(domain)
+    certificate = certificates.ensure_certificate(**spec, target=site.hostname)
+    hostnames = [*certificates.routed_hostnames(site), domain.name]
+    registry.edge().ensure_route(
+        site_id=str(site.uuid), hostnames=hostnames, upstream=last_upstream(site)
+    )
+    return certificate
+
+
+def _active_reason(certificate: Certificate | None) -> str:
+    if certificate is None:
+        return "Verified. No edge proxy is configured, so routing and TLS are managed elsewhere."
+    if certificate.not_after is None:
+        return "Served over HTTPS."
+    return f"Served over HTTPS with a certificate valid until {certificate.not_after:%Y-%m-%d}."
+
+
+def _move_if_still_verified(domain: Domain, *, target: str, reason: str, **fields: Any) -> bool:
+    """Move a verified domain to ``target``; return False if a removal request came first."""
+    try:
+        domain.transition(target=target, expected=[DomainStatus.VERIFIED], reason=reason, **fields)
+    except InvalidDomainTransition:
+        log.info("domain removed during activation", domain=domain.name)
+        return False
+    return True
 
 
 def detach_domain(domain_id: int) -> bool:

@@ -147,12 +147,14 @@ def order_certificate(certificate: Certificate, *, target: str) -> Certificate:
         )
 
     try:
+        # A worker that held the lease just before may have stored a fresh certificate.
+        certificate.refresh_from_db()
+        if certificate.valid_for(settings.HOSTYARD_CERT_RENEW_DAYS):
+            return certificate
         precheck(certificate.names, certificate.challenge, target=target)
         issued = _order(certificate)
-    except PrecheckFailed as exc:
-        _record_failure(certificate, exc, count=False)
-        raise
     except TransientError as exc:
+        # Includes PrecheckFailed: no validation failed at the CA, so the budget is kept.
         _record_failure(certificate, exc, count=False)
         raise
     except PermanentError as exc:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
+from django.db import connection
 from django.utils import timezone
 
 from devstack.caddy import CaddyServer
@@ -227,6 +228,37 @@ def test_http01_certificate_per_hostname(
     assert certificate.kind == CertificateKind.HOSTNAME
     assert certificate.challenge == "http-01"
     assert certificate.site == site
+
+
+@pytest.mark.usefixtures("edge_settings")
+def test_concurrent_requests_place_one_order(transactional_db: None) -> None:
+    spec = {
+        "key": f"wildcard:{ZONE}",
+        "kind": CertificateKind.WILDCARD,
+        "names": [f"*.{ZONE}"],
+        "challenge": "dns-01",
+        "site": None,
+    }
+    outcomes: list[str] = []
+
+    def request_certificate() -> None:
+        try:
+            certificates.ensure_certificate(**spec, target=ZONE)
+            outcomes.append("issued")
+        except certificates.OrderDeferred:
+            outcomes.append("deferred")
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=request_certificate) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+
+    assert len(outcomes) == 3
+    assert "issued" in outcomes
+    assert Certificate.objects.get().orders == 1
 
 
 @pytest.mark.usefixtures("edge_settings")
