@@ -18,10 +18,10 @@ class CertificateStatus(models.TextChoices):
 
     ::
 
-        pending ──► issued ──► (renewed in place; stays issued)
-           │          │
-           ▼          ▼
-         failed ◄─────┘  (the last order failed and no valid certificate is stored)
+        pending ──► issued ──► issued (renewed in place; a failed renewal keeps the old PEMs)
+           │          ▲
+           ▼          │
+         failed ──────┘  (no certificate stored yet and the last validation failed)
     """
 
     PENDING = "pending", "Pending"

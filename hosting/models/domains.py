@@ -12,14 +12,16 @@ class DomainStatus(models.TextChoices):
 
     ::
 
-        pending ──► verified ──► active
-          ▲  │         │  ▲        │
-          │  │         ▼  │        │
-          │  ├──► conflict (CNAME to another site's hostname; re-checked)
-          │  └──► failed   (not pointed at the platform within the check window)
-          └───────────┘ (a pre-order check found the name no longer points at us)
+        pending ◄──► conflict     (a CNAME to another site's hostname; re-checked too)
+          │  ▲          │
+          │  │          ▼
+          │  └─────── verified ──► active
+          │  (a pre-order check     (certificate issued, route live)
+          │   found it moved away)
+          ▼
+        failed                    (not pointed at the platform within the check window)
 
-        any status ──► removing ──► (row deleted once the edge forgot it)
+        any status ──► removing ──► row deleted once the edge no longer serves the name
     """
 
     PENDING = "pending", "Pending"
