@@ -6,6 +6,7 @@ benchmark removes only what carries its own ``HOSTYARD_DEPLOYMENT`` (``bench``).
 """
 
 import json
+import logging
 import math
 import os
 import signal
@@ -66,6 +67,9 @@ def setup_django() -> None:
     import django
 
     django.setup()
+    # Workers and gunicorn keep the configured level; the benchmark's own process prints
+    # its report, not a log line per signup.
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -356,10 +360,10 @@ class Profile:
         time.sleep(0.5)
         return True
 
-    def stop(self) -> list[tuple[str, float]]:
-        """Stop sampling and return the project functions with the largest inclusive share."""
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling; return the busy share and where busy samples fall, largest first."""
         if self.process is None:
-            return []
+            return {}
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout=30)
@@ -369,41 +373,62 @@ class Profile:
         return summarize_profile(self.output)
 
 
-def summarize_profile(path: Path, top: int = 8) -> list[tuple[str, float]]:
-    """Return (function, percent of samples) for frames in project code or in libraries it calls.
+# py-spy names project files relative to the repository, e.g. provisioning/engine/runner.py.
+PROJECT_PACKAGES = ("config/", "hosting/", "provisioning/", "billing/", "bench/", "devstack/")
+# Frames of these packages also name a place: DRF runs views, serializers and pagination.
+FOCUS_PACKAGES = (*PROJECT_PACKAGES, "rest_framework/", "django_filters/")
 
-    Each stack counts once per function, so the percentages are inclusive. Frames of
-    the Celery and gunicorn event loops are left out because they contain everything.
+
+def summarize_profile(path: Path, top: int = 10) -> dict[str, Any]:
+    """Attribute each sample to its deepest project or DRF frame and the library call below it.
+
+    Returns ``busy_percent`` (samples inside project or DRF code, out of all) and
+    ``places``: (place, percent of busy samples). Samples with no such frame are the
+    worker waiting for a message or gunicorn waiting for a request.
     """
     if not path.exists():
-        return []
-    inclusive: dict[str, int] = {}
-    total = 0
+        return {}
+    places: dict[str, int] = {}
+    total = busy = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
             continue
         count = int(count_text)
         total += count
-        seen: set[str] = set()
-        for frame in stack.split(";"):
-            label = _frame_label(frame)
-            if label and label not in seen:
-                seen.add(label)
-                inclusive[label] = inclusive.get(label, 0) + count
-    ranked = sorted(inclusive.items(), key=lambda item: item[1], reverse=True)[:top]
-    return [(label, 100 * count / total) for label, count in ranked] if total else []
+        place = _place(stack.split(";"))
+        if place:
+            busy += count
+            places[place] = places.get(place, 0) + count
+    ranked = sorted(places.items(), key=lambda item: item[1], reverse=True)[:top]
+    return {
+        "busy_percent": 100 * busy / total if total else 0.0,
+        "places": [(place, 100 * count / busy) for place, count in ranked] if busy else [],
+    }
 
 
-LOOP_MODULES = ("celery/", "kombu/", "billiard/", "gunicorn/", "click/", "threading.py", "<frozen")
-
-
-def _frame_label(frame: str) -> str:
-    # py-spy raw frames read "function (path/to/file.py:line)".
-    function, _, location = frame.partition(" (")
-    location = location.rstrip(")")
-    file_path = location.rsplit(":", 1)[0]
-    if not file_path or any(part in file_path for part in LOOP_MODULES):
+def _place(frames: list[str]) -> str:
+    # py-spy raw frames read "function (path/to/file.py:line)", outermost first.
+    parsed = []
+    for frame in frames:
+        function, _, location = frame.partition(" (")
+        file_path = location.rstrip(")").rsplit(":", 1)[0].replace(str(REPO) + "/", "")
+        parsed.append((function, file_path.split("site-packages/")[-1]))
+    focus = [index for index, (_, path) in enumerate(parsed) if path.startswith(FOCUS_PACKAGES)]
+    if not focus:
         return ""
-    short = file_path.split("site-packages/")[-1].replace(str(REPO) + "/", "")
-    return f"{function} ({short})"
+    deepest = focus[-1]
+    function, file_path = parsed[deepest]
+    place = f"{function} ({file_path})"
+    if deepest + 1 < len(parsed):
+        below, below_path = parsed[deepest + 1]
+        library = below_path.split("/")[0].removesuffix(".py")
+        place += f" -> {below} ({library})"
+    return place
+
+
+def profile_table(profile: dict[str, Any]) -> str:
+    return markdown_table(
+        ["place", "% of busy samples"],
+        [(f"`{place}`", fmt(pct, 1)) for place, pct in profile.get("places", [])],
+    )

@@ -147,7 +147,7 @@ def run() -> dict[str, Any]:
             direct.append(sign_up_directly(organization, app, plan, steps))
 
         figures = summarize(through_api, direct, steps)
-        profile: list[tuple[str, float]] = []
+        profile: dict[str, Any] = {}
         if figures["ratio_sum"] > TARGET_RATIO:
             profiler = harness.Profile(pid=workers.pids[0], name="signup-worker")
             if profiler.start():
@@ -257,13 +257,11 @@ def render(
     if figures.get("profile"):
         lines += [
             "",
-            f"py-spy profile of the worker over {PROFILE_SITES} more signups (inclusive share of "
-            "samples, idle included):",
+            f"py-spy profile of the worker over {PROFILE_SITES} more signups: busy in "
+            f"{fmt(figures['profile']['busy_percent'], 0)}% of samples; each busy sample is "
+            "attributed to its deepest project frame and the library call below it.",
             "",
-            harness.markdown_table(
-                ["function", "% of samples"],
-                [(f"`{name}`", fmt(pct, 1)) for name, pct in figures["profile"]],
-            ),
+            harness.profile_table(figures["profile"]),
         ]
     return "\n".join(lines)
 
