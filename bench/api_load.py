@@ -16,9 +16,11 @@ import time
 from typing import Any
 
 from bench import harness
-from bench.harness import fmt, ratio
+from bench.harness import fmt, median, ratio
 
-DURATION_SECONDS = int(os.environ.get("BENCH_API_SECONDS", "8"))
+DURATION_SECONDS = int(os.environ.get("BENCH_API_SECONDS", "4"))
+# Each endpoint is measured this many times, each time right after the ping; medians count.
+ROUNDS = 3
 WRK_THREADS = 2
 WRK_CONNECTIONS = 8
 # Gunicorn's documented starting point for sync workers: 2 x cores + 1.
@@ -138,10 +140,29 @@ def queries_per_request(raw_key: str, path: str) -> int:
     return len(captured.captured_queries)
 
 
+def explain_first_page(organization: Any) -> dict[str, str]:
+    """EXPLAIN ANALYZE the first page of the site list; return its top plan line and run time."""
+    from hosting.api.pagination import SitePagination
+    from hosting.models import Site
+
+    page = (
+        Site.objects.filter(organization=organization)
+        .select_related("app", "plan", "customer")
+        .order_by(*SitePagination.ordering)[: SitePagination.page_size or 50]
+    )
+    plan = page.explain(analyze=True).splitlines()
+    sort = next((line.strip() for line in plan if "Sort Method" in line), "no sort")
+    timing = next((line.strip() for line in plan if line.startswith("Execution Time")), "")
+    return {"top": plan[0].strip(), "sort": sort, "execution": timing}
+
+
 def measure(api: harness.Gunicorn, name: str, path: str, raw_key: str, script: str | None = None):
-    """Measure the ping, then the endpoint; return both with the ratios between them."""
-    ping = run_wrk(f"{api.url}/bench/ping")
-    target = run_wrk(f"{api.url}{path}", raw_key=raw_key, script=script)
+    """Alternate the ping and the endpoint ``ROUNDS`` times; return medians and their ratios."""
+    pings, targets = [], []
+    for _ in range(ROUNDS):
+        pings.append(run_wrk(f"{api.url}/bench/ping"))
+        targets.append(run_wrk(f"{api.url}{path}", raw_key=raw_key, script=script))
+    ping, target = combine(pings), combine(targets)
     return {
         "name": name,
         "path": path,
@@ -150,6 +171,19 @@ def measure(api: harness.Gunicorn, name: str, path: str, raw_key: str, script: s
         "rps_ratio": ratio(target["rps"], ping["rps"]),
         "p50_ratio": ratio(target["p50_ms"], ping["p50_ms"]),
         "p99_ratio": ratio(target["p99_ms"], ping["p99_ms"]),
+    }
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the median of each figure over ``runs`` and the summed error counts."""
+    return {
+        "rps": median([run["rps"] for run in runs]),
+        "p50_ms": median([run["p50_ms"] for run in runs]),
+        "p99_ms": median([run["p99_ms"] for run in runs]),
+        "requests": sum(run["requests"] for run in runs),
+        "non_2xx": sum(run["non_2xx"] for run in runs),
+        "socket_errors": [run["socket_errors"] for run in runs if run["socket_errors"]],
+        "rounds": [{key: run[key] for key in ("rps", "p50_ms", "p99_ms")} for run in runs],
     }
 
 
@@ -163,7 +197,7 @@ def profile_endpoint(
     )
     if not profiler.start():
         return {}
-    run_wrk(f"{api.url}{row['path']}", raw_key=raw_key, script=script)
+    run_wrk(f"{api.url}{row['path']}", raw_key=raw_key, script=script, seconds=2 * DURATION_SECONDS)
     return profiler.stop()
 
 
@@ -174,13 +208,14 @@ def run() -> dict[str, Any]:
     script = harness.LOG_DIR / "post-sites.lua"
     script.write_text(POST_SCRIPT.replace("RUN", str(time.time_ns())))
 
-    rows, queries = [], {}
+    rows, queries, plans = [], {}, {}
     with harness.Gunicorn(name="api-load", workers=GUNICORN_WORKERS) as api:
         run_wrk(f"{api.url}/bench/ping", seconds=2)
         for count in SITE_COUNTS:
             insert_sites(organization, count)
             path = "/api/v1/sites"
             queries[f"GET {path} ({count:,} sites)"] = queries_per_request(raw_key, path)
+            plans[f"{count:,} sites"] = explain_first_page(organization)
             run_wrk(f"{api.url}{path}", raw_key=raw_key, seconds=2)
             rows.append(measure(api, f"GET {path} ({count:,} sites)", path, raw_key))
         rows.append(measure(api, "GET /bench/ping-auth", "/bench/ping-auth", raw_key))
@@ -196,10 +231,7 @@ def run() -> dict[str, Any]:
                 )
         harness.flush_broker()
 
-    for row in rows:
-        row["ping"].pop("output")
-        row["target"].pop("output")
-    figures = {"rows": rows, "queries": queries, "profiles": profiles}
+    figures = {"rows": rows, "queries": queries, "plans": plans, "profiles": profiles}
     figures["section"] = render(figures)
     return figures
 
@@ -222,11 +254,12 @@ def render(figures: dict) -> str:
         "## 3. API under load",
         "",
         f"wrk ({WRK_THREADS} threads, {WRK_CONNECTIONS} connections, {DURATION_SECONDS} s per "
-        f"figure) against gunicorn with {GUNICORN_WORKERS} sync workers, both on the same "
-        "2 cores. Baseline: `GET /bench/ping` (DRF view, no authentication, no query), "
-        "measured right before each endpoint. `POST` ran with no worker consuming the "
-        "broker's Redis database, so nothing was provisioned; the queued messages were purged "
-        "afterwards. List pages hold 50 sites.",
+        f"run, {ROUNDS} runs per figure, medians shown) against gunicorn with "
+        f"{GUNICORN_WORKERS} sync workers, both on the same 2 cores. Baseline: "
+        "`GET /bench/ping` (DRF view, no authentication, no query), measured right before "
+        "each run of an endpoint. `POST` ran with no worker consuming the broker's Redis "
+        "database, so nothing was provisioned; the queued messages were purged afterwards. "
+        "List pages hold 50 sites.",
         "",
         harness.markdown_table(
             [
@@ -245,6 +278,17 @@ def render(figures: dict) -> str:
         "SQL queries per request (Django test client, same code path): "
         + ", ".join(f"{name}: {count}" for name, count in figures["queries"].items())
         + ".",
+        "",
+        "First page of the list, `EXPLAIN ANALYZE` (ordering `-created_at, -id` within the "
+        "organization):",
+        "",
+        harness.markdown_table(
+            ["rows", "top plan node", "sort", "execution"],
+            [
+                (name, f"`{plan['top']}`", f"`{plan['sort']}`", plan["execution"])
+                for name, plan in figures["plans"].items()
+            ],
+        ),
     ]
     for name, profile in figures["profiles"].items():
         if not profile:

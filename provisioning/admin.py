@@ -82,3 +82,7 @@ class OperationAdmin(admin.ModelAdmin):
             enqueue(operation.pk)
             retried += 1
         self.message_user(request, f"Queued {retried} operation(s) again.")
+
+
+# Registers the usage admin pages.
+from provisioning import usage_admin  # noqa: E402, F401

@@ -12,6 +12,8 @@ from hosting.models import Site
 class OperationKind(models.TextChoices):
     CREATE = "create", "Create"
     TERMINATE = "terminate", "Terminate"
+    SUSPEND = "suspend", "Suspend"
+    UNSUSPEND = "unsuspend", "Unsuspend"
 
 
 class OperationStatus(models.TextChoices):
@@ -181,3 +183,7 @@ class OperationStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.name} ({self.status})"
+
+
+# Registers the usage models with this app.
+from provisioning.usage_models import SiteUsage, UsageSample, UsageScan  # noqa: E402, F401

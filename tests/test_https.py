@@ -146,13 +146,15 @@ def running_site(organization: Organization) -> Site:
     return site
 
 
-def run_step(site: Site, name: str) -> dict:
+def run_step(site: Site, name: str, results: dict | None = None) -> dict:
+    """Run one step directly, as an operation would with ``results`` of earlier steps."""
     operation = site.operations.order_by("id").first()
     assert operation is not None
     ctx = StepContext(
         operation=operation,
         step=OperationStep(operation=operation, position=99, name=name),
         site=site,
+        results=results or {},
     )
     return get_step(name).run(ctx) or {}
 
@@ -579,11 +581,13 @@ def test_suspended_page_over_https(
 
     run_step(site, "edge_suspend")
     suspended = https_get(caddy_server.https_port, site.hostname, pebble_root)
-    run_step(site, "edge_resume")
+    upstream = site.operations.get().steps.get(name="wait_healthy").result["upstream"]
+    resume = run_step(site, "edge_resume", {"wait_healthy": {"upstream": upstream}})
     resumed = https_get(caddy_server.https_port, site.hostname, pebble_root)
 
     assert suspended.status == 503
     assert "This site is suspended" in suspended.body
+    assert resume["upstream"] == upstream
     assert resumed.status == 200
     assert DEMO_PAGE in resumed.body
 

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from hosting.api import domains, views
+from hosting.api import domains, usage, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("sites", views.SiteViewSet, basename="site")
@@ -21,4 +21,5 @@ urlpatterns = [
         name="site-domain-detail",
     ),
     *router.urls,
+    *usage.urlpatterns,
 ]

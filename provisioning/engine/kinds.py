@@ -25,6 +25,12 @@ def _move(target: str, expected: list[str]) -> SiteHook:
     return hook
 
 
+def _suspended(site: Site, reason: str) -> None:
+    """Move the site to suspended, naming its suspend reason in ``status_reason``."""
+    why = f"Suspended: {site.suspend_reason}." if site.suspend_reason else "Suspended."
+    _move(SiteStatus.SUSPENDED, [SiteStatus.RUNNING, SiteStatus.SUSPENDED])(site, why)
+
+
 def _nothing(site: Site, reason: str) -> None:
     return None
 
@@ -61,5 +67,13 @@ KINDS: dict[str, KindPolicy] = {
         steps=["remove_route", "remove_dns", "remove_container", "remove_volume"],
         on_start=_move(SiteStatus.TERMINATING, SiteStatus.live()),
         on_success=_move(SiteStatus.TERMINATED, [SiteStatus.TERMINATING]),
+    ),
+    OperationKind.SUSPEND: KindPolicy(
+        steps=["stop_container"],
+        on_success=_suspended,
+    ),
+    OperationKind.UNSUSPEND: KindPolicy(
+        steps=["start_container", "wait_healthy"],
+        on_success=_move(SiteStatus.RUNNING, [SiteStatus.SUSPENDED, SiteStatus.RUNNING]),
     ),
 }

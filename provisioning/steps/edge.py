@@ -74,12 +74,21 @@ def edge_suspend(ctx: StepContext) -> dict[str, Any]:
 
 @step("edge_resume")
 def edge_resume(ctx: StepContext) -> dict[str, Any]:
-    """Stop serving the suspended page; requests reach the site's route again. Idempotent."""
+    """Stop serving the suspended page, so requests reach the site's route again. Idempotent.
+
+    When an earlier wait_healthy step of the operation found the container's address
+    (a restarted container may have a new one), the route is pointed at it first.
+    """
     if not registry.edge_enabled():
         raise SkipStep(NO_EDGE)
+    result: dict[str, Any] = {}
+    upstream = ctx.results.get("wait_healthy", {}).get("upstream")
+    if upstream:
+        result = apply_route(ctx.site, upstream)
+
     hostnames = certificates.routed_hostnames(ctx.site)
     registry.edge().set_suspended(site_id=str(ctx.site.uuid), hostnames=hostnames, suspended=False)
-    return {"hostnames": hostnames}
+    return {**result, "hostnames": hostnames}
 
 
 @step("remove_route")
