@@ -6,7 +6,10 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from hosting import services
+from hosting import (
+    domain_admin,  # noqa: F401 - registers the domain and certificate admins
+    services,
+)
 from hosting.errors import ServiceError
 from hosting.models import ApiKey, App, Customer, Organization, Plan, Site, SiteEvent
 

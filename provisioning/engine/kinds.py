@@ -48,14 +48,23 @@ class KindPolicy:
 
 KINDS: dict[str, KindPolicy] = {
     OperationKind.CREATE: KindPolicy(
-        steps=["create_volume", "create_container", "start_container", "wait_healthy"],
+        steps=[
+            "create_volume",
+            "create_container",
+            "start_container",
+            "wait_healthy",
+            "publish_dns",
+            "issue_certificate",
+            "configure_route",
+            "verify_https",
+        ],
         on_start=_move(SiteStatus.PROVISIONING, [SiteStatus.PENDING, SiteStatus.PROVISIONING]),
         on_success=_move(SiteStatus.RUNNING, [SiteStatus.PROVISIONING]),
         on_failure=_move(SiteStatus.FAILED, [SiteStatus.PENDING, SiteStatus.PROVISIONING]),
         compensate=True,
     ),
     OperationKind.TERMINATE: KindPolicy(
-        steps=["remove_container", "remove_volume"],
+        steps=["remove_route", "remove_dns", "remove_container", "remove_volume"],
         on_start=_move(SiteStatus.TERMINATING, SiteStatus.live()),
         on_success=_move(SiteStatus.TERMINATED, [SiteStatus.TERMINATING]),
     ),

@@ -2,7 +2,12 @@
 
 import importlib
 
-STEP_MODULES = ["provisioning.steps.containers"]
+STEP_MODULES = [
+    "provisioning.steps.containers",
+    "provisioning.steps.dns",
+    "provisioning.steps.edge",
+    "provisioning.steps.tls",
+]
 
 
 def load_all() -> None:
