@@ -101,6 +101,7 @@ def run_wrk(
 def insert_sites(organization: Any, count: int) -> None:
     """Bulk-insert running sites until the organization has ``count`` of them."""
     from hosting.models import App, Customer, Plan, Site
+    from hosting.services import hostname_for
 
     app, plan = App.objects.get(slug="demo"), Plan.objects.get(slug="micro")
     customers = list(Customer.objects.filter(organization=organization))
@@ -119,7 +120,7 @@ def insert_sites(organization: Any, count: int) -> None:
                 app=app,
                 app_version=app.default_version,
                 label=f"load-{i:06d}",
-                hostname=f"load-{i:06d}.bench.hostyard.test",
+                hostname=hostname_for(f"load-{i:06d}"),
                 status="running",
             )
             for i in range(existing, count)

@@ -19,6 +19,8 @@ import urllib3
 
 from bench.harness import free_port
 
+# Knot serves this zone by default; platform hostnames are <label>.<zone>.
+PLATFORM_ZONE = "sites.hostyard.test"
 # Steps that need the local DNS server, ACME server and edge proxy.
 EDGE_STEPS = frozenset({"publish_dns", "issue_certificate", "configure_route", "verify_https"})
 
@@ -84,8 +86,14 @@ class EdgeStack:
             **knot.env(),
             **pebble.env(),
             **caddy.env(),
+            "HOSTYARD_PLATFORM_DOMAIN": PLATFORM_ZONE,
+            "HOSTYARD_RFC2136_ZONE": PLATFORM_ZONE,
+            "HOSTYARD_PUBLIC_IPV4": "127.0.0.1",
+            "HOSTYARD_PUBLIC_IPV6": "",
             "HOSTYARD_DNS_DRIVER": "rfc2136",
             "HOSTYARD_EDGE_DRIVER": "caddy",
+            "HOSTYARD_ACME_PLATFORM_WILDCARD": "true",
+            "HOSTYARD_HTTPS_VERIFY_CA_BUNDLE": str(self.root_path.resolve()),
             "HOSTYARD_ENCRYPTION_KEY": os.environ.get("HOSTYARD_ENCRYPTION_KEY", key),
         }
         _apply_to_settings(self.variables)
@@ -145,7 +153,6 @@ def _apply_to_settings(variables: dict[str, str]) -> None:
 def _https_ok(hostname: str, port: int, root_path: Path | None) -> bool:
     # Connect to the edge on loopback but send the site's name in SNI and Host,
     # and verify the certificate against this run's Pebble root.
-    # NOTE: not run yet; the create operation has no configure_route step so far.
     pool = urllib3.HTTPSConnectionPool(
         "127.0.0.1",
         port,

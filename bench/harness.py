@@ -93,6 +93,8 @@ def reset_state() -> None:
 
     remove_deployment_resources()
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    # Other branches merge into this checkout while benchmarks run: apply new migrations.
+    call_command("migrate", interactive=False, verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
     load_catalog(image_overrides={"demo": BENCH_IMAGE})
 
