@@ -193,9 +193,8 @@ def profile_endpoint(
 ) -> dict[str, Any]:
     """Profile gunicorn's workers with py-spy while wrk drives the endpoint of ``row``."""
     assert api.process is not None
-    profiler = harness.Profile(
-        pid=api.process.pid, name=f"api-{row['name'].split()[0].lower()}", subprocesses=True
-    )
+    slug = "-".join(row["name"].lower().replace("/", " ").replace(",", "").split())
+    profiler = harness.Profile(pid=api.process.pid, name=f"api-{slug}", subprocesses=True)
     if not profiler.start():
         return {}
     run_wrk(f"{api.url}{row['path']}", raw_key=raw_key, script=script, seconds=2 * DURATION_SECONDS)

@@ -1,9 +1,9 @@
 """Knot, Pebble and Caddy for the benchmarks, started only when the create operation uses them.
 
-The create operation gains DNS, certificate and route steps as they are wired in.
-While ``configure_route`` is not among its steps, a site is probed over plain HTTP
-at its container address. Once it is, a site is probed over HTTPS through Caddy, and
-its certificate is verified against the Pebble root of this run.
+They start when ``KINDS["create"]`` has a DNS, certificate or route step. With a
+``configure_route`` step, a site is probed over HTTPS through Caddy, and its
+certificate is verified against the Pebble root of this run. Without one, a site
+is probed over plain HTTP at its container address.
 """
 
 import base64

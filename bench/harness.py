@@ -407,6 +407,7 @@ def summarize_profile(path: Path, top: int = 10) -> dict[str, Any]:
     if not path.exists():
         return {}
     places: dict[str, int] = {}
+    leaves: dict[str, int] = {}
     total = busy = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -414,15 +415,29 @@ def summarize_profile(path: Path, top: int = 10) -> dict[str, Any]:
             continue
         count = int(count_text)
         total += count
-        place = _place(stack.split(";"))
+        frames = stack.split(";")
+        place = _place(frames)
         if place:
             busy += count
             places[place] = places.get(place, 0) + count
+            leaf = _library(frames[-1])
+            leaves[leaf] = leaves.get(leaf, 0) + count
     ranked = sorted(places.items(), key=lambda item: item[1], reverse=True)[:top]
+    leaf_ranked = sorted(leaves.items(), key=lambda item: item[1], reverse=True)[:6]
     return {
         "busy_percent": 100 * busy / total if total else 0.0,
         "places": [(place, 100 * count / busy) for place, count in ranked] if busy else [],
+        "leaf_libraries": [(name, 100 * count / busy) for name, count in leaf_ranked]
+        if busy
+        else [],
     }
+
+
+def _library(frame: str) -> str:
+    """Return the top-level package or module of a py-spy frame, e.g. ``psycopg``."""
+    location = frame.partition(" (")[2].rstrip(")").rsplit(":", 1)[0]
+    relative = location.replace(str(REPO) + "/", "").split("site-packages/")[-1]
+    return relative.split("/")[0].removesuffix(".py")
 
 
 def _place(frames: list[str]) -> str:
@@ -446,7 +461,12 @@ def _place(frames: list[str]) -> str:
 
 
 def profile_table(profile: dict[str, Any]) -> str:
-    return markdown_table(
+    """Render a profile: the places table, then the share of the innermost frame's library."""
+    table = markdown_table(
         ["place", "% of busy samples"],
         [(f"`{place}`", fmt(pct, 1)) for place, pct in profile.get("places", [])],
     )
+    leaves = ", ".join(f"{name} {fmt(pct, 0)}%" for name, pct in profile.get("leaf_libraries", []))
+    if not leaves:
+        return table
+    return f"{table}\n\nInnermost frame by library (where the busy samples were): {leaves}."

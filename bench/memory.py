@@ -1,11 +1,10 @@
 """Worker memory: resident set size of one worker after 1,000 operations against after 10.
 
 The operation is a real kind, ``terminate``, on sites whose rows exist but which
-never got a container or volume. Each one runs the full path (task message, lease,
-step rows, site transitions) and every step of the kind against real servers: a
-route removal on Caddy and a record removal on Knot (both started here when the
-create operation uses them), then a labelled container listing and a volume lookup
-on the Docker Engine, which find nothing to remove. The worker is
+never got a container or volume. Each one runs the full path: task message, lease,
+step rows and site transitions. Its steps call real servers, which find nothing to
+remove: Caddy and Knot (started here when the create operation uses them) and the
+Docker Engine (a labelled container listing and a volume lookup). The worker is
 one ``--pool=solo`` Celery process, so tasks run in the process whose RSS is read
 from ``/proc/<pid>/status``. Run alone with ``python -m bench.memory``.
 """

@@ -2,9 +2,9 @@
 
 ``PRIMITIVES`` maps a step name of ``KINDS["create"]`` to the bare action that step
 performs. The container steps are plain docker SDK calls with the options the
-Docker driver uses. A step without an entry here (DNS, certificate and route steps
-as they land) is run by calling its registered step function in this process, which
-still leaves out the API, the queue and the runner.
+Docker driver uses. A step without an entry here (the DNS, certificate and route
+steps) is run by calling its registered step function in this process, which still
+leaves out the API, the queue and the runner.
 """
 
 import time

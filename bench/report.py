@@ -125,6 +125,34 @@ def headline_rows(results: dict[str, dict | None]) -> list[tuple[str, str, str]]
     return rows
 
 
+def profile_line(figure: str, profile: dict[str, Any]) -> str:
+    place, share = profile["places"][0]
+    line = f"- {figure}: `{place}` takes {fmt(share, 0)}% of the busy samples"
+    if profile.get("leaf_libraries"):
+        library, library_share = profile["leaf_libraries"][0]
+        line += f"; the innermost frame is in {library} for {fmt(library_share, 0)}% of them"
+    return line + "."
+
+
+def dominant_lines(results: dict[str, dict | None]) -> list[str]:
+    """List, per profiled figure, the place and library that take most of the samples."""
+    lines: list[str] = []
+    signup = results.get("signup")
+    if signup:
+        lines.append(f"- Signup target of 1.25 x the primitives: {signup.get('verdict', 'n/a')}.")
+        if signup.get("profile"):
+            lines.append(profile_line("Signup worker", signup["profile"]))
+    rush = results.get("rush")
+    if rush and rush.get("profile"):
+        lines.append(profile_line("Rush, one worker", rush["profile"]))
+    api = results.get("api_load")
+    if api:
+        for name, profile in api.get("profiles", {}).items():
+            if profile and profile.get("places"):
+                lines.append(profile_line(f"`{name}` under wrk", profile))
+    return lines
+
+
 def scan_section() -> list[str]:
     lines = ["## 4. Control-plane scans", ""]
     for name in SCANS:
@@ -163,6 +191,12 @@ def render(command: str) -> str:
         "## Summary",
         "",
         harness.markdown_table(["figure", "value", "against its baseline"], headline_rows(results)),
+        "",
+        "## What dominates",
+        "",
+        "From the profiles and breakdowns below, written by `bench/report.py` from this run:",
+        "",
+        *dominant_lines(results),
         "",
     ]
     for name in BENCHMARKS:

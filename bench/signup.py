@@ -186,6 +186,7 @@ def run() -> dict[str, Any]:
 
     harness.remove_deployment_resources()
     figures["profile"] = profile
+    figures["verdict"] = verdict_text(figures, overhead_rows(through_api, direct, steps))
     figures["section"] = render(figures, through_api, direct, steps, edge.describe())
     return figures
 
@@ -300,11 +301,25 @@ def verdict_text(figures: dict, rows: list[tuple]) -> str:
             break
         named.append(f"{part} (+{fmt(difference, 3)} s)")
         covered += difference
-    return (
+    text = (
         f"not met: median ratio {fmt(figures['ratio_sum'])}, {fmt(excess, 3)} s per site above "
         f"{TARGET_RATIO} x the primitives. The parts that account for it, largest first: "
         + "; ".join(named)
     )
+    if covered < excess:
+        text += (
+            f"; the remaining {fmt(excess - covered, 3)} s belongs to no measured part "
+            "(parts are medians, so they do not add up exactly)"
+        )
+    in_process = figures.get("in_process")
+    if in_process:
+        outside_steps = in_process["seconds"] - in_process["step_seconds"]
+        text += (
+            f". In one operation run in-process, {fmt(outside_steps, 3)} s went outside the "
+            f"steps; its {in_process['queries']} SQL queries took "
+            f"{fmt(in_process['database_seconds'], 3)} s of that"
+        )
+    return text
 
 
 def render(
