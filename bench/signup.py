@@ -20,13 +20,15 @@ from bench.harness import fmt, median, percentile, ratio
 from bench.primitives import critical_path, make_target, needs_rows, run_direct
 from provisioning.errors import ProvisioningError
 
-SITES = int(os.environ.get("BENCH_SIGNUP_SITES", "20"))
+SITES = int(os.environ.get("BENCH_SIGNUP_SITES", "30"))
 WARMUP_SITES = 2
 PROFILE_SITES = 5
 TARGET_RATIO = 1.25
 OBSERVE_POLL_SECONDS = 0.02
 LOOKUP_POLL_SECONDS = 0.1
 SITE_TIMEOUT_SECONDS = 60.0
+# A step sample above this many seconds (and 5 x the step's median) counts as an outlier.
+OUTLIER_SECONDS = 0.1
 # Failed samples (no 200 in time, engine error) are reported and skipped, up to this many.
 MAX_ERRORS = 4
 
@@ -289,6 +291,26 @@ def overhead_rows(through_api: list[dict], direct: list[dict], steps: list[str])
     return sorted(table, key=lambda row: row[3], reverse=True)
 
 
+def outlier_lines(through_api: list[dict], direct: list[dict], steps: list[str]) -> list[str]:
+    """Name steps whose time is bimodal: samples over 5 x the step's median and over 0.1 s."""
+    lines = []
+    for name in steps:
+        api_values = [s["steps"][name] for s in through_api if name in s["steps"]]
+        direct_values = [s["steps"][name] for s in direct if name in s["steps"]]
+        limit = max(OUTLIER_SECONDS, 5 * median(api_values + direct_values))
+        slow_api = [value for value in api_values if value > limit]
+        slow_direct = [value for value in direct_values if value > limit]
+        if not slow_api and not slow_direct:
+            continue
+        lines.append(
+            f"- `{name}` took over {fmt(limit, 3)} s in {len(slow_api)} of {len(api_values)} "
+            f"signups and {len(slow_direct)} of {len(direct_values)} direct runs (longest "
+            f"{fmt(max(slow_api + slow_direct), 3)} s); with a bimodal step, the median ratio "
+            "moves with how many slow samples each side drew."
+        )
+    return lines
+
+
 def verdict_text(figures: dict, rows: list[tuple]) -> str:
     """Say whether the target is met; if not, name the parts that account for the excess."""
     if figures["ratio_sum"] <= TARGET_RATIO:
@@ -375,6 +397,9 @@ def render(
     ]
     for error in figures.get("errors", []):
         lines += ["", f"- sample error: `{error[:300]}`"]
+    outliers = outlier_lines(through_api, direct, steps)
+    if outliers:
+        lines += ["", "Steps with slow outliers:", "", *outliers]
     in_process = figures.get("in_process")
     if in_process:
         lines += [
