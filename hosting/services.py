@@ -166,7 +166,8 @@ def sign_up_site(
             name=customer_name,
             external_id=customer_external_id,
         )
-        if Site.objects.filter(hostname=hostname).exclude(status=SiteStatus.TERMINATED).exists():
+        # A terminated site keeps its hostname until its data is purged.
+        if Site.objects.filter(hostname=hostname, purged_at__isnull=True).exists():
             raise ServiceError(
                 f"Hostname {hostname} is taken; choose another label.",
                 code="hostname_taken",
@@ -194,8 +195,11 @@ def sign_up_site(
 def terminate_site(*, site: Site, requested_by: str = "") -> Operation:
     """Mark the site for termination and open the terminate operation.
 
-    A create that has not started yet is cancelled; one that runs finishes first.
-    Raises ServiceError (409) if the site is already terminated.
+    The container is removed at once; the volume and backups are kept for
+    ``HOSTYARD_RETENTION_DAYS`` (purged at once when it is 0), so the termination
+    can be undone until then. Operations that have not started yet are cancelled;
+    one that runs finishes first. Raises ServiceError (409) if the site is already
+    terminated.
     """
     with transaction.atomic():
         locked = Site.objects.select_for_update().get(pk=site.pk)
@@ -209,9 +213,15 @@ def terminate_site(*, site: Site, requested_by: str = "") -> Operation:
 
         locked.desired_status = DesiredStatus.TERMINATED
         locked.save(update_fields=["desired_status", "updated_at"])
-        cancel_unstarted(site=locked, kind=OperationKind.CREATE)
+        for kind in OperationKind.values:
+            if kind != OperationKind.TERMINATE:
+                cancel_unstarted(site=locked, kind=kind)
+        days = settings.HOSTYARD_RETENTION_DAYS
         operation = request_operation(
-            site=locked, kind=OperationKind.TERMINATE, requested_by=requested_by
+            site=locked,
+            kind=OperationKind.TERMINATE,
+            params={"purge": days <= 0, "retention_days": max(days, 0)},
+            requested_by=requested_by,
         )
     log.info("site termination requested", site=str(site.uuid))
     return operation

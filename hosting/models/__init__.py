@@ -1,3 +1,4 @@
+from hosting.models.backups import Backup, BackupKind
 from hosting.models.catalog import App, Plan
 from hosting.models.customers import Customer
 from hosting.models.idempotency import IdempotencyRecord
@@ -7,6 +8,8 @@ from hosting.models.sites import DesiredStatus, Site, SiteEvent, SiteStatus
 __all__ = [
     "ApiKey",
     "App",
+    "Backup",
+    "BackupKind",
     "Customer",
     "DesiredStatus",
     "IdempotencyRecord",

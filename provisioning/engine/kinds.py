@@ -40,6 +40,8 @@ class KindPolicy:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+from provisioning.engine.lifecycle_kinds import LIFECYCLE_KINDS  # noqa: E402
+
 KINDS: dict[str, KindPolicy] = {
     OperationKind.CREATE: KindPolicy(
         steps=["create_volume", "create_container", "start_container", "wait_healthy"],
@@ -49,8 +51,11 @@ KINDS: dict[str, KindPolicy] = {
         compensate=True,
     ),
     OperationKind.TERMINATE: KindPolicy(
-        steps=["remove_container", "remove_volume"],
+        # The volume and backups are removed here only when the operation's params
+        # say to purge at once (retention 0); otherwise a purge follows later.
+        steps=["remove_container", "purge_volume", "purge_backups", "schedule_purge"],
         on_start=_move(SiteStatus.TERMINATING, SiteStatus.live()),
         on_success=_move(SiteStatus.TERMINATED, [SiteStatus.TERMINATING]),
     ),
+    **LIFECYCLE_KINDS,
 }

@@ -2,7 +2,11 @@
 
 import importlib
 
-STEP_MODULES = ["provisioning.steps.containers"]
+STEP_MODULES = [
+    "provisioning.steps.containers",
+    "provisioning.steps.backups",
+    "provisioning.steps.lifecycle",
+]
 
 
 def load_all() -> None:
