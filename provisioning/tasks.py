@@ -32,3 +32,19 @@ def run_operation(operation_id: int) -> str:
 def reap_operations() -> int:
     """Re-send operations left behind by dead workers or lost messages."""
     return len(services.reap_operations())
+
+
+@shared_task(ignore_result=True)
+def reconcile() -> int:
+    """Open operations for every drift between the sites and the engine."""
+    from provisioning.reconciler import reconcile as reconcile_sites
+
+    return len(reconcile_sites().opened)
+
+
+@shared_task(ignore_result=True)
+def open_due_purges() -> int:
+    """Open purges for terminated sites whose retention period has ended."""
+    from hosting.lifecycle import open_due_purges as open_purges
+
+    return len(open_purges())
