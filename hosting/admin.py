@@ -6,9 +6,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from hosting import services
+from hosting import lifecycle, services
 from hosting.errors import ServiceError
-from hosting.models import ApiKey, App, Customer, Organization, Plan, Site, SiteEvent
+from hosting.models import ApiKey, App, Backup, Customer, Organization, Plan, Site, SiteEvent
 
 
 @admin.register(Organization)
@@ -96,6 +96,18 @@ class SiteEventInline(admin.TabularInline):
         return False
 
 
+class BackupInline(admin.TabularInline):
+    model = Backup
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "app_version", "size_bytes", "uuid", "deleted_at"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
     list_display = [
@@ -121,20 +133,63 @@ class SiteAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "terminated_at",
+        "suspend_reason",
+        "purge_after",
+        "purged_at",
         "operations_link",
     ]
-    inlines = [SiteEventInline]
-    actions = ["terminate"]
+    inlines = [SiteEventInline, BackupInline]
+    actions = [
+        "suspend",
+        "unsuspend",
+        "restart",
+        "back_up",
+        "terminate",
+        "undo_terminate",
+        "purge",
+    ]
 
     @admin.display(description="Operations")
     def operations_link(self, site: Site) -> str:
         url = reverse("admin:provisioning_operation_changelist") + f"?site__id__exact={site.pk}"
         return format_html('<a href="{}">{} operation(s)</a>', url, site.operations.count())
 
-    @admin.action(description="Terminate selected sites")
-    def terminate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+    def _apply(self, request: HttpRequest, queryset: QuerySet[Site], service, **kwargs) -> None:
+        """Call ``service`` for each site; report each rejection, then the count opened."""
+        opened = 0
         for site in queryset:
             try:
-                services.terminate_site(site=site, requested_by=f"staff:{request.user}")
+                service(site=site, requested_by=f"staff:{request.user}", **kwargs)
             except ServiceError as exc:
                 self.message_user(request, f"{site.hostname}: {exc.message}", messages.WARNING)
+            else:
+                opened += 1
+        self.message_user(request, f"Opened {opened} operation(s).")
+
+    @admin.action(description="Terminate selected sites")
+    def terminate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, services.terminate_site)
+
+    @admin.action(description="Suspend selected sites (staff)")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.suspend_site, reason=lifecycle.SuspendReason.STAFF)
+
+    @admin.action(description="Unsuspend selected sites")
+    def unsuspend(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.unsuspend_site)
+
+    @admin.action(description="Restart selected sites")
+    def restart(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.restart_site)
+
+    @admin.action(description="Back up selected sites now")
+    def back_up(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.back_up_site)
+
+    @admin.action(description="Undo termination of selected sites")
+    def undo_terminate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.undo_terminate)
+
+    @admin.action(description="Purge data of selected terminated sites")
+    def purge(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.purge_site)

@@ -79,5 +79,15 @@ class PrivateDockerd:
         return docker.DockerClient(base_url=self.url, timeout=120)
 
     def remove(self) -> None:
+        """Remove containers and networks, stop the daemon and delete its directories.
+
+        Networks are removed while the daemon runs, because a stopped daemon leaves
+        its bridge interfaces on the host.
+        """
+        if self.process is not None and self.process.poll() is None:
+            client = self.client()
+            for container in client.containers.list(all=True):
+                container.remove(force=True)
+            client.networks.prune()
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -59,9 +59,11 @@ class SiteLifecycleActions:
     @action(detail=True, methods=["post"])
     def suspend(self, request: Request, site_id: str) -> Response:
         """Stop the site and keep it stopped; ``reason`` is billing, quota or staff."""
+        # Look the site up first, so another organization's id answers 404 whatever the body.
+        site = self.get_object()
         data = self._input(SuspendSerializer, request)
         operation = lifecycle.suspend_site(
-            site=self.get_object(), reason=data["reason"], requested_by=self._caller(request)
+            site=site, reason=data["reason"], requested_by=self._caller(request)
         )
         return self._accepted(request, operation)
 
@@ -85,9 +87,11 @@ class SiteLifecycleActions:
     @action(detail=True, methods=["post"], url_path="change-plan")
     def change_plan(self, request: Request, site_id: str) -> Response:
         """Move the site to another plan; its limits change without a restart."""
+        # Look the site up first, so another organization's id answers 404 whatever the body.
+        site = self.get_object()
         data = self._input(ChangePlanSerializer, request)
         operation = lifecycle.change_plan(
-            site=self.get_object(), plan=data["plan"], requested_by=self._caller(request)
+            site=site, plan=data["plan"], requested_by=self._caller(request)
         )
         return self._accepted(request, operation)
 
@@ -96,9 +100,11 @@ class SiteLifecycleActions:
     @action(detail=True, methods=["post"], url_path="update")
     def update_version(self, request: Request, site_id: str) -> Response:
         """Update the app version; a failed update is rolled back with its data."""
+        # Look the site up first, so another organization's id answers 404 whatever the body.
+        site = self.get_object()
         data = self._input(UpdateSerializer, request)
         operation = lifecycle.update_site(
-            site=self.get_object(), version=data["version"], requested_by=self._caller(request)
+            site=site, version=data["version"], requested_by=self._caller(request)
         )
         return self._accepted(request, operation)
 
