@@ -125,6 +125,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "provisioning.tasks.open_due_purges",
         "schedule": env.float("HOSTYARD_PURGE_INTERVAL_SECONDS", default=3600.0),
     },
+    "scan-usage": {
+        "task": "provisioning.tasks.scan_usage",
+        "schedule": env.float("HOSTYARD_USAGE_SCAN_INTERVAL_SECONDS", default=300.0),
+    },
 }
 
 # --- Provisioning -------------------------------------------------------------------
@@ -202,6 +206,30 @@ HOSTYARD_HELPER_IMAGE = env.str("HOSTYARD_HELPER_IMAGE", default="hostyard/busyb
 # Seconds a labelled container that no live site owns is kept (and reported) before
 # the reconciler removes it.
 HOSTYARD_STRAY_GRACE_SECONDS = env.int("HOSTYARD_STRAY_GRACE_SECONDS", default=3600)
+
+# --- Quotas and usage ---------------------------------------------------------------
+
+# The usage scan keeps this many samples per site and deletes older ones.
+HOSTYARD_USAGE_SAMPLES_KEPT = env.int("HOSTYARD_USAGE_SAMPLES_KEPT", default=288)
+# Where container memory is read: "auto" (cgroup files if readable, else engine
+# stats), "cgroup", "stats" or "off".
+HOSTYARD_USAGE_MEMORY_SOURCE = env.str("HOSTYARD_USAGE_MEMORY_SOURCE", default="auto")
+HOSTYARD_CGROUP_ROOT = env.str("HOSTYARD_CGROUP_ROOT", default="/sys/fs/cgroup")
+# Percentages of a site's disk quota at which a warning is recorded and sent.
+HOSTYARD_DISK_WARNING_PERCENTS = env.list(
+    "HOSTYARD_DISK_WARNING_PERCENTS", cast=int, default=[80, 90]
+)
+# Seconds a site may stay above its disk quota before it is suspended.
+HOSTYARD_DISK_GRACE_SECONDS = env.float("HOSTYARD_DISK_GRACE_SECONDS", default=86400.0)
+# A container whose engine RestartCount reaches this is stopped and its site suspended.
+HOSTYARD_RESTART_LOOP_COUNT = env.int("HOSTYARD_RESTART_LOOP_COUNT", default=10)
+# Quota notifications are POSTed here as JSON; empty sends nothing.
+HOSTYARD_QUOTA_WEBHOOK_URL = env.str("HOSTYARD_QUOTA_WEBHOOK_URL", default="")
+# If set, each notification carries X-Hostyard-Signature: sha256=<HMAC of the body>.
+HOSTYARD_QUOTA_WEBHOOK_SECRET = env.str("HOSTYARD_QUOTA_WEBHOOK_SECRET", default="")
+HOSTYARD_QUOTA_WEBHOOK_TIMEOUT_SECONDS = env.float(
+    "HOSTYARD_QUOTA_WEBHOOK_TIMEOUT_SECONDS", default=5.0
+)
 
 # --- Logging ------------------------------------------------------------------------
 

@@ -108,7 +108,8 @@ def command_up(args: argparse.Namespace) -> int:
         return 1
 
     missing = []
-    for spec in SERVERS:
+    servers = [] if args.system_only else SERVERS
+    for spec in servers:
         server = spec.load(run_dir)
         if server is None:
             print(_missing_line(spec))
@@ -266,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sqlite",
         action="store_true",
         help="skip PostgreSQL and point DATABASE_URL at SQLite in the run directory",
+    )
+    up.add_argument(
+        "--system-only",
+        action="store_true",
+        help="start only Docker, Redis and PostgreSQL and build the images, not Knot, "
+        "Pebble and Caddy (the test suite starts its own on free ports)",
     )
     up.set_defaults(handler=command_up)
     commands.add_parser("down", help="stop what devstack started").set_defaults(

@@ -60,7 +60,7 @@ class CaddyServer:
         )
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start Caddy unless it already runs, and wait until its admin API answers.
+        """Start Caddy unless it already runs, and wait until its admin API responds.
 
         The configuration file is rewritten on every start, so routes and
         certificates added through the admin API are gone after a restart (the
@@ -70,7 +70,7 @@ class CaddyServer:
         (self.state_dir / "home").mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(self.build_config(), indent=2))
 
-        self.process.start(ready=self._admin_answers, timeout=timeout)
+        self.process.start(ready=self._admin_responds, timeout=timeout)
         log.info(
             "caddy.started",
             admin_port=self.admin_port,
@@ -109,7 +109,7 @@ class CaddyServer:
             ),
         }
 
-    def _admin_answers(self) -> bool:
+    def _admin_responds(self) -> bool:
         try:
             response = requests.get(f"{self.admin_url}/config/", timeout=1)
         except requests.RequestException:

@@ -75,7 +75,7 @@ class PebbleServer:
         )
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start Pebble unless it already runs, and wait until its directory answers.
+        """Start Pebble unless it already runs, and wait until its directory responds.
 
         The listener certificate is generated once and kept. Raises
         ``ServerStartError`` with Pebble's log tail if it does not come up.
@@ -86,7 +86,7 @@ class PebbleServer:
             _write_listener_certificate(self.ca_bundle_path, key_path)
         self.config_path.write_text(json.dumps(self._config(key_path), indent=2))
 
-        self.process.start(ready=self._directory_answers, timeout=timeout)
+        self.process.start(ready=self._directory_responds, timeout=timeout)
         log.info(
             "pebble.started",
             port=self.port,
@@ -130,7 +130,7 @@ class PebbleServer:
             }
         }
 
-    def _directory_answers(self) -> bool:
+    def _directory_responds(self) -> bool:
         try:
             response = requests.get(self.directory_url, verify=str(self.ca_bundle_path), timeout=1)
         except requests.RequestException:

@@ -84,12 +84,15 @@ class AppAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name", "image"]
 
 
+EVENT_FIELDS = ("created_at", "level", "kind", "message")
+
+
 class SiteEventInline(admin.TabularInline):
     model = SiteEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "level", "kind", "message"]
-    readonly_fields = fields
+    fields = EVENT_FIELDS
+    readonly_fields = EVENT_FIELDS
     ordering = ["-created_at"]
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:

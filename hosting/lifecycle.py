@@ -16,8 +16,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from hosting.errors import ServiceError
-from hosting.models import Backup, DesiredStatus, Plan, Site, SiteEvent, SiteStatus
-from hosting.services import _check_site_counts as check_site_counts
+from hosting.models import (
+    Backup,
+    DesiredStatus,
+    Organization,
+    Plan,
+    Site,
+    SiteEvent,
+    SiteStatus,
+)
+from provisioning import quotas
 from provisioning.models import Operation, OperationKind, OperationStatus
 from provisioning.services import request_operation
 
@@ -33,7 +41,9 @@ class SuspendReason:
     BILLING = "billing"
     QUOTA = "quota"
     STAFF = "staff"
-    ALL = (BILLING, QUOTA, STAFF)
+    # Set by the usage scan when a container keeps crashing.
+    RESTART_LOOP = "restart_loop"
+    ALL = (BILLING, QUOTA, STAFF, RESTART_LOOP)
 
 
 def _invalid_state(site: Site, action: str, why: str) -> ServiceError:
@@ -83,12 +93,17 @@ def _record(site: Site, kind: str, message: str, **data: object) -> None:
     SiteEvent.objects.create(site=site, kind=kind, message=message, data=data)
 
 
+def _active(site: Site, kind: str) -> Operation | None:
+    return site.operations.filter(kind=kind, status__in=OperationStatus.active()).first()
+
+
 def suspend_site(*, site: Site, reason: str, requested_by: str = "") -> Operation:
     """Stop the site's container and keep it stopped, recording ``reason``.
 
-    ``reason`` is one of billing, quota or staff. Raises ServiceError
-    ``invalid_reason`` (400) for another value and ``invalid_state`` (409) if the
-    site is already suspended or is being terminated.
+    ``reason`` is one of ``SuspendReason.ALL``. Idempotent: while a suspend is
+    active it is returned instead of a new one. Raises ServiceError
+    ``invalid_reason`` (400) for another reason and ``invalid_state`` (409) unless
+    the site is running (or suspended and being resumed).
     """
     if reason not in SuspendReason.ALL:
         raise ServiceError(
@@ -97,53 +112,63 @@ def suspend_site(*, site: Site, reason: str, requested_by: str = "") -> Operatio
             field="reason",
         )
 
-    def check(locked: Site) -> str | None:
-        if locked.desired_status == DesiredStatus.SUSPENDED:
-            return f"it is already suspended (reason: {locked.suspend_reason or 'unknown'})."
-        return _live(locked)
-
-    def change(locked: Site) -> list[str]:
+    with transaction.atomic():
+        locked = Site.objects.select_for_update().get(pk=site.pk)
+        pending = _active(locked, OperationKind.SUSPEND)
+        if pending is not None:
+            return pending
+        if locked.status not in (SiteStatus.RUNNING, SiteStatus.SUSPENDED):
+            raise _invalid_state(
+                locked, "suspend", f"it is {locked.status}; only a running site can be suspended."
+            )
+        if locked.desired_status != DesiredStatus.RUNNING:
+            raise _invalid_state(
+                locked,
+                "suspend",
+                f"it is already {locked.desired_status} (reason: {locked.suspend_reason or '-'}).",
+            )
         locked.desired_status = DesiredStatus.SUSPENDED
         locked.suspend_reason = reason
-        return ["desired_status", "suspend_reason"]
-
-    operation = _open(
-        site=site,
-        kind=OperationKind.SUSPEND,
-        action="suspend",
-        check=check,
-        change=change,
-        params={"reason": reason},
-        requested_by=requested_by,
-    )
-    _record(
-        site, "suspended", f"Suspended ({reason}) by {requested_by or 'unknown'}.", reason=reason
-    )
+        locked.save(update_fields=["desired_status", "suspend_reason", "updated_at"])
+        operation = request_operation(
+            site=locked,
+            kind=OperationKind.SUSPEND,
+            params={"reason": reason},
+            requested_by=requested_by,
+        )
+        _record(
+            locked,
+            "suspend_requested",
+            f"Suspension ({reason}) requested by {requested_by or 'unknown'}.",
+            reason=reason,
+        )
+    log.info("site suspension requested", site=str(site.uuid), reason=reason, by=requested_by)
     return operation
 
 
 def unsuspend_site(*, site: Site, requested_by: str = "") -> Operation:
-    """Start a suspended site again. Raises ServiceError (409) if it is not suspended."""
+    """Start a suspended site again and clear its suspend reason.
 
-    def check(locked: Site) -> str | None:
+    Idempotent: while an unsuspend is active it is returned instead of a new one.
+    Raises ServiceError ``invalid_state`` (409) if the site is not suspended.
+    """
+    with transaction.atomic():
+        locked = Site.objects.select_for_update().get(pk=site.pk)
         if locked.desired_status != DesiredStatus.SUSPENDED:
-            return "it is not suspended."
-        return _live(locked)
-
-    def change(locked: Site) -> list[str]:
+            pending = _active(locked, OperationKind.UNSUSPEND)
+            if pending is not None:
+                return pending
+            raise _invalid_state(locked, "unsuspend", "it is not suspended.")
         locked.desired_status = DesiredStatus.RUNNING
         locked.suspend_reason = ""
-        return ["desired_status", "suspend_reason"]
-
-    operation = _open(
-        site=site,
-        kind=OperationKind.UNSUSPEND,
-        action="unsuspend",
-        check=check,
-        change=change,
-        requested_by=requested_by,
-    )
-    _record(site, "unsuspended", f"Unsuspended by {requested_by or 'unknown'}.")
+        locked.save(update_fields=["desired_status", "suspend_reason", "updated_at"])
+        operation = request_operation(
+            site=locked, kind=OperationKind.UNSUSPEND, requested_by=requested_by
+        )
+        _record(
+            locked, "unsuspend_requested", f"Unsuspend requested by {requested_by or 'unknown'}."
+        )
+    log.info("site unsuspension requested", site=str(site.uuid), by=requested_by)
     return operation
 
 
@@ -164,17 +189,34 @@ def restart_site(*, site: Site, requested_by: str = "") -> Operation:
     )
 
 
-def change_plan(*, site: Site, plan: Plan, requested_by: str = "") -> Operation:
-    """Move the site to ``plan`` and apply its limits to the running container.
+def measured_disk_mb(site: Site) -> int:
+    """Return the site's disk use in MiB (volume plus kept backups), rounded up.
 
-    The data volume's current size is read from the engine here, so a plan whose
-    disk the data does not fit is rejected at once: ServiceError ``quota_exceeded``
-    (409) naming the ``disk_mb`` quota. Also raises ``plan_too_small`` (400) if the
-    app needs more memory and ``invalid_state`` (409) for the current plan.
+    The volume is measured now with the engine's ``df()``; if the engine cannot
+    measure it, the usage scan's last value is used instead.
     """
+    from django.db.models import Sum
+
     from provisioning.drivers import registry
     from provisioning.drivers.runtime.docker_lifecycle import volume_size_bytes
 
+    volume = volume_size_bytes(registry.runtime(), site_uuid=str(site.uuid))
+    if volume is None:
+        return quotas.disk_used_mb_of(site)
+    backups = site.backups.filter(deleted_at__isnull=True).aggregate(total=Sum("size_bytes"))
+    return -(-(volume + (backups["total"] or 0)) // MIB)
+
+
+def change_plan(*, site: Site, plan: Plan, requested_by: str = "") -> Operation:
+    """Move the site to ``plan`` and apply its limits to the running container.
+
+    The data volume is measured with the engine before the checks, so a plan whose
+    disk the data does not fit is rejected at once: ServiceError ``quota_exceeded``
+    (409) naming the ``disk_mb`` quota. The other quotas are those of
+    ``provisioning.quotas.check_plan_change``, checked under the organization's row
+    lock. Also raises ``plan_too_small`` (400) if the app needs more memory and
+    ``invalid_state`` (409) for the current plan or a terminated site.
+    """
     if plan.memory_mb < site.app.min_memory_mb:
         raise ServiceError(
             f"App {site.app.slug!r} needs at least {site.app.min_memory_mb} MiB of memory; "
@@ -182,37 +224,33 @@ def change_plan(*, site: Site, plan: Plan, requested_by: str = "") -> Operation:
             code="plan_too_small",
             field="plan",
         )
-    # Measured outside the row lock: an engine call must not hold a transaction open.
-    used = volume_size_bytes(registry.runtime(), site_uuid=str(site.uuid))
-    if used is not None and used > plan.disk_mb * MIB:
-        raise ServiceError(
-            f"The site's data uses {used / MIB:.1f} MiB; plan {plan.slug!r} allows "
-            f"{plan.disk_mb} MiB of disk. Delete data or choose a larger plan.",
-            code="quota_exceeded",
-            status=409,
-            field="plan",
-            extra={"quota": "disk_mb", "limit": plan.disk_mb, "used": round(used / MIB, 1)},
-        )
+    # Measured before any row lock: an engine call must not hold a transaction open.
+    disk_used_mb = measured_disk_mb(site)
 
     def check(locked: Site) -> str | None:
         if locked.plan_id == plan.pk:
             return f"it is already on plan {plan.slug!r}."
-        return _live(locked)
+        problem = _live(locked)
+        if problem is None:
+            quotas.check_plan_change(site=locked, new_plan=plan, disk_used_mb=disk_used_mb)
+        return problem
 
     def change(locked: Site) -> list[str]:
         locked.plan = plan
         return ["plan"]
 
     previous = site.plan.slug
-    operation = _open(
-        site=site,
-        kind=OperationKind.CHANGE_PLAN,
-        action="change the plan of",
-        check=check,
-        change=change,
-        params={"plan": plan.slug, "previous_plan": previous},
-        requested_by=requested_by,
-    )
+    with transaction.atomic():
+        Organization.objects.select_for_update().get(pk=site.organization_id)
+        operation = _open(
+            site=site,
+            kind=OperationKind.CHANGE_PLAN,
+            action="change the plan of",
+            check=check,
+            change=change,
+            params={"plan": plan.slug, "previous_plan": previous},
+            requested_by=requested_by,
+        )
     _record(site, "plan_changed", f"Plan changed from {previous} to {plan.slug}.", plan=plan.slug)
     return operation
 
@@ -295,6 +333,8 @@ def undo_terminate(*, site: Site, requested_by: str = "") -> Operation:
     organization has no room for another live site.
     """
     with transaction.atomic():
+        # The quota checks hold only under the organization's row lock.
+        Organization.objects.select_for_update().get(pk=site.organization_id)
         locked = Site.objects.select_for_update().get(pk=site.pk)
         if locked.status != SiteStatus.TERMINATED:
             raise _invalid_state(locked, "undo the termination of", "it is not terminated.")
@@ -305,7 +345,7 @@ def undo_terminate(*, site: Site, requested_by: str = "") -> Operation:
             raise _invalid_state(
                 locked, "undo the termination of", "its data was purged or is being purged."
             )
-        check_site_counts(
+        quotas.check_signup(
             organization=locked.organization, customer=locked.customer, plan=locked.plan
         )
         locked.desired_status = DesiredStatus.RUNNING

@@ -1,4 +1,4 @@
-"""Business rules for sites: sign up and terminate.
+"""Business rules for sites: sign up, suspend, unsuspend and terminate.
 
 These functions change desired state and open operations; workers do the rest.
 They raise ``ServiceError`` with a stable code, which the API renders as 4xx.
@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from hosting.errors import ServiceError
 from hosting.models import App, Customer, DesiredStatus, Organization, Plan, Site, SiteStatus
+from provisioning import quotas
 from provisioning.models import Operation, OperationKind, OperationStatus
 from provisioning.services import cancel_unstarted, request_operation
 
@@ -93,36 +94,6 @@ def get_or_create_customer(
         return Customer.objects.get(organization=organization, email__iexact=email)
 
 
-def _check_site_counts(*, organization: Organization, customer: Customer, plan: Plan) -> None:
-    live = SiteStatus.live()
-    customer_sites = Site.objects.filter(customer=customer, status__in=live).count()
-    if customer_sites >= plan.max_sites_per_customer:
-        raise ServiceError(
-            f"Customer {customer.email} already has {customer_sites} site(s); plan "
-            f"{plan.slug!r} allows {plan.max_sites_per_customer}.",
-            code="quota_exceeded",
-            status=409,
-            extra={
-                "quota": "sites_per_customer",
-                "limit": plan.max_sites_per_customer,
-                "used": customer_sites,
-            },
-        )
-    if organization.max_sites is not None:
-        organization_sites = Site.objects.filter(organization=organization, status__in=live).count()
-        if organization_sites >= organization.max_sites:
-            raise ServiceError(
-                f"Organization {organization.slug!r} has {organization_sites} site(s), its cap.",
-                code="quota_exceeded",
-                status=409,
-                extra={
-                    "quota": "organization_sites",
-                    "limit": organization.max_sites,
-                    "used": organization_sites,
-                },
-            )
-
-
 def sign_up_site(
     *,
     organization: Organization,
@@ -174,7 +145,7 @@ def sign_up_site(
                 status=409,
                 field="label",
             )
-        _check_site_counts(organization=organization, customer=customer, plan=plan)
+        quotas.check_signup(organization=organization, customer=customer, plan=plan)
 
         site = Site.objects.create(
             organization=organization,
@@ -225,3 +196,17 @@ def terminate_site(*, site: Site, requested_by: str = "") -> Operation:
         )
     log.info("site termination requested", site=str(site.uuid))
     return operation
+
+
+def suspend_site(*, site: Site, reason: str, requested_by: str = "") -> Operation:
+    """Suspend the site; see ``hosting.lifecycle.suspend_site``, which this calls."""
+    from hosting import lifecycle
+
+    return lifecycle.suspend_site(site=site, reason=reason, requested_by=requested_by)
+
+
+def unsuspend_site(*, site: Site, requested_by: str = "") -> Operation:
+    """Unsuspend the site; see ``hosting.lifecycle.unsuspend_site``, which this calls."""
+    from hosting import lifecycle
+
+    return lifecycle.unsuspend_site(site=site, requested_by=requested_by)

@@ -6,24 +6,26 @@ from django.utils import timezone
 from provisioning.models import Operation, OperationStatus, OperationStep, StrayContainer
 from provisioning.services import enqueue
 
+STEP_FIELDS = (
+    "position",
+    "name",
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "message",
+    "error_code",
+    "detail",
+)
+
 
 class OperationStepInline(admin.TabularInline):
     model = OperationStep
     extra = 0
     can_delete = False
-    fields = [
-        "position",
-        "name",
-        "status",
-        "attempts",
-        "started_at",
-        "finished_at",
-        "duration_ms",
-        "message",
-        "error_code",
-        "detail",
-    ]
-    readonly_fields = fields
+    fields = STEP_FIELDS
+    readonly_fields = STEP_FIELDS
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -102,3 +104,7 @@ class StrayContainerAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# Registers the usage admin pages.
+from provisioning import usage_admin  # noqa: E402, F401

@@ -218,3 +218,7 @@ class StrayContainer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.container_id[:12]})"
+
+
+# Registers the usage models with this app.
+from provisioning.usage_models import SiteUsage, UsageSample, UsageScan  # noqa: E402, F401

@@ -7,6 +7,7 @@ from provisioning import services
 from provisioning.engine.runner import Outcome
 from provisioning.engine.runner import run_operation as run_operation_steps
 from provisioning.models import Operation
+from provisioning.usage import scan_usage as scan_site_usage
 
 log = structlog.get_logger(__name__)
 
@@ -48,3 +49,10 @@ def open_due_purges() -> int:
     from hosting.lifecycle import open_due_purges as open_purges
 
     return len(open_purges())
+
+
+@shared_task(ignore_result=True)
+def scan_usage() -> int:
+    """Measure every site's usage and apply the quota policy; returns the sites scanned."""
+    record = scan_site_usage()
+    return record.sites if record is not None else 0

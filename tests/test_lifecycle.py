@@ -35,7 +35,7 @@ def test_suspend_stops_and_unsuspend_starts(engine, organization: Organization) 
     assert site.status == "suspended"
     assert site.suspend_reason == "billing"
     assert app_container(engine, site).status == "exited"
-    assert SiteEvent.objects.filter(site=site, kind="suspended").exists()
+    assert SiteEvent.objects.filter(site=site, kind="suspend_requested").exists()
 
     unsuspend = lifecycle.unsuspend_site(site=site, requested_by="stripe")
     assert run_to_end(unsuspend) is Outcome.SUCCEEDED
@@ -50,7 +50,9 @@ def test_forbidden_transitions_raise_invalid_state(engine, organization: Organiz
 
     with pytest.raises(ServiceError) as unsuspend:
         lifecycle.unsuspend_site(site=site)
-    lifecycle.suspend_site(site=site, reason="quota")
+    first = lifecycle.suspend_site(site=site, reason="quota")
+    assert lifecycle.suspend_site(site=site, reason="quota").pk == first.pk
+    assert run_to_end(first) is Outcome.SUCCEEDED
     with pytest.raises(ServiceError) as twice:
         lifecycle.suspend_site(site=site, reason="staff")
     with pytest.raises(ServiceError) as restart:
@@ -63,6 +65,8 @@ def test_forbidden_transitions_raise_invalid_state(engine, organization: Organiz
     assert "not suspended" in unsuspend.value.message
     assert twice.value.code == "invalid_state"
     assert "already suspended (reason: quota)" in twice.value.message
+    site.refresh_from_db()
+    assert site.status_reason == "Suspended: quota."
     assert restart.value.code == "invalid_state"
     assert reason.value.code == "invalid_reason"
 

@@ -21,7 +21,9 @@ class SignupSerializer(serializers.Serializer):
         queryset=Plan.objects.all(),
         error_messages={"does_not_exist": "Unknown plan {value!r}; GET /api/v1/plans lists them."},
     )
-    label = serializers.CharField(
+    # The field shadows Field.label only for the type checker: DRF's metaclass moves
+    # declared fields off the class.
+    label = serializers.CharField(  # type: ignore[assignment]
         max_length=63,
         required=False,
         allow_blank=False,

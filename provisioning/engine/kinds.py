@@ -25,6 +25,12 @@ def _move(target: str, expected: list[str]) -> SiteHook:
     return hook
 
 
+def _suspended(site: Site, reason: str) -> None:
+    """Move the site to suspended, naming its suspend reason in ``status_reason``."""
+    why = f"Suspended: {site.suspend_reason}." if site.suspend_reason else "Suspended."
+    _move(SiteStatus.SUSPENDED, [SiteStatus.RUNNING, SiteStatus.SUSPENDED])(site, why)
+
+
 def _nothing(site: Site, reason: str) -> None:
     return None
 

@@ -4,7 +4,7 @@ import structlog
 
 from hosting.models import Site, SiteStatus
 from hosting.models.sites import InvalidTransition
-from provisioning.engine.kinds import KindPolicy, _move
+from provisioning.engine.kinds import KindPolicy, _move, _suspended
 from provisioning.models import Operation, OperationKind, StepStatus
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,7 @@ def _update_failed(site: Site, reason: str) -> None:
 LIFECYCLE_KINDS: dict[str, KindPolicy] = {
     OperationKind.SUSPEND: KindPolicy(
         steps=SUSPEND_STEPS,
-        on_success=_move(SiteStatus.SUSPENDED, [SiteStatus.RUNNING, SiteStatus.SUSPENDED]),
+        on_success=_suspended,
     ),
     OperationKind.UNSUSPEND: KindPolicy(
         steps=UNSUSPEND_STEPS,

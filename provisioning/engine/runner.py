@@ -161,13 +161,13 @@ def _run_step(operation: Operation, step: OperationStep, results: dict[str, dict
     except Exception as exc:  # noqa: BLE001 - unknown errors are retried, then fail the step
         error = _as_transient(exc)
         if step.attempts >= settings.HOSTYARD_STEP_MAX_ATTEMPTS:
-            error = PermanentError(
+            final = PermanentError(
                 f"Gave up after {step.attempts} attempts: {error.message}",
                 code=error.code,
                 detail=error.detail,
             )
-            _finish_step(step, started, status=StepStatus.FAILED, error=error)
-            log.error("step failed after retries", error=error.message, attempts=step.attempts)
+            _finish_step(step, started, status=StepStatus.FAILED, error=final)
+            log.error("step failed after retries", error=final.message, attempts=step.attempts)
             return RunResult(Outcome.FAILED)
 
         delay = retry_delay(step.attempts, error.retry_after)

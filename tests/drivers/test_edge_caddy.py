@@ -203,7 +203,7 @@ def test_mismatched_key_rejected_by_caddy(
     assert rejected.value.code == "edge_config_rejected"
     assert "private key does not match public key" in rejected.value.message
     assert "PRIVATE KEY" not in rejected.value.message + rejected.value.detail
-    # Caddy kept its previous configuration: the site still answers with its old certificate.
+    # Caddy kept its previous configuration: the site still responds with its old certificate.
     assert https_get(caddy_server.https_port, site.hostname, test_ca.path).status == 200
 
 
@@ -230,8 +230,10 @@ def test_challenge_served_on_http(edge_driver, caddy_server) -> None:
 
     assert edge_driver.remove_challenge(token) is True
     assert edge_driver.remove_challenge(token) is False
-    gone = requests.get(url, headers={"Host": "any.example.org"}, allow_redirects=False, timeout=5)
-    assert gone.status_code == 308
+    after_removal = requests.get(
+        url, headers={"Host": "any.example.org"}, allow_redirects=False, timeout=5
+    )
+    assert after_removal.status_code == 308
 
 
 def test_http_redirects_to_https(caddy_server) -> None:

@@ -1,13 +1,13 @@
 """ACME certificate issuance with the ``acme`` package (RFC 8555), for Let's Encrypt or Pebble.
 
-HTTP-01 answers are published on the edge proxy through an ``EdgeDriver``; DNS-01
-answers as TXT records at ``_acme-challenge.<name>`` through a ``DnsDriver``. A
+HTTP-01 responses are published on the edge proxy through an ``EdgeDriver``, DNS-01
+responses as TXT records at ``_acme-challenge.<name>`` through a ``DnsDriver``. A
 wildcard name needs DNS-01. Authorizations that the CA reports as already valid are
 skipped, because CAs reuse them across orders (Pebble does for about half of them).
 
-Errors follow ``provisioning.errors``: a rate limit, a timeout, an unreachable CA or
-repeated bad nonces raise ``TransientError``; a failed validation, a rejected name or
-an invalid key raise ``PermanentError`` carrying the CA's own explanation.
+Errors follow ``provisioning.errors``. A rate limit, a timeout, an unreachable CA or
+repeated bad nonces raise ``TransientError``. A failed validation, a rejected name or
+an invalid key raise ``PermanentError``, which carries the CA's own explanation.
 """
 
 import datetime
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 # ACME error codes (RFC 8555, section 6.7) worth repeating the same request for.
 _TRANSIENT_CODES = {"rateLimited", "serverInternal", "badNonce"}
-# How many times one request is sent again after a badNonce answer. The ``acme``
+# How many times one request is sent again after a badNonce error. The ``acme``
 # package already retries once on its own.
 _MAX_BAD_NONCE_RETRIES = 3
 _USER_AGENT = "hostyard-acme"
@@ -80,8 +80,8 @@ class AcmeClient:
     """Registers accounts and issues certificates at one ACME directory.
 
     ``ca_bundle`` is a CA file that verifies the ACME server's HTTPS (Pebble's
-    listener certificate); empty means the system's trust store. ``edge`` answers
-    HTTP-01 and ``dns`` answers DNS-01 challenges; a challenge type whose driver
+    listener certificate); empty means the system's trust store. ``edge`` serves
+    HTTP-01 and ``dns`` publishes DNS-01 responses. A challenge type whose driver
     is missing raises ``PermanentError``.
     """
 
@@ -120,8 +120,9 @@ class AcmeClient:
         and pass it to every later call. Idempotent for a given key.
         """
         key_pem = account_key_pem or generate_private_key_pem()
-        client = self._client(key_pem)
-        return AcmeAccount(key_pem=key_pem, uri=str(client.net.account.uri))
+        account = self._client(key_pem).net.account
+        assert account is not None  # _client sets it or raises
+        return AcmeAccount(key_pem=key_pem, uri=str(account.uri))
 
     # --- issuance -----------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class AcmeClient:
         """Order, validate and download a certificate for ``names`` (the first is the main name).
 
         A new P-256 private key is generated unless ``key_pem`` is given. Challenge
-        answers are removed again whether validation succeeds or fails. Raises
+        responses are removed again whether validation succeeds or fails. Raises
         ``PermanentError`` when a name cannot be validated (with the CA's detail,
         such as "connection refused" or "unauthorized") and ``TransientError`` for
         rate limits (with ``retry_after``), timeouts and an unreachable CA.
@@ -177,7 +178,7 @@ class AcmeClient:
         challenge: ChallengeType,
         deadline: datetime.datetime,
     ) -> None:
-        """Publish, answer and wait for each authorization of ``batch``; always clean up."""
+        """Publish, respond to and wait for each authorization of ``batch``, then clean up."""
         published: list[tuple[messages.AuthorizationResource, messages.ChallengeBody, Any]] = []
         try:
             for authzr in batch:
@@ -191,7 +192,7 @@ class AcmeClient:
 
             for _authzr, challb, response in published:
                 self._call(
-                    client, "answer the challenge", client.answer_challenge, challb, response
+                    client, "respond to the challenge", client.answer_challenge, challb, response
                 )
             for authzr, _challb, _response in published:
                 self._wait_valid(client, authzr, challenge, deadline)
@@ -215,8 +216,9 @@ class AcmeClient:
                 return
             if status != messages.STATUS_PENDING:
                 raise _validation_error(authzr, challenge)
-            wait = (client.retry_after(response, 1) - datetime.datetime.now()).total_seconds()
-            time.sleep(min(max(wait, 0.2), 5.0))
+            # Poll every 0.5 s unless the CA sets Retry-After, and never wait past 5 s.
+            wait = _retry_after_seconds(response)
+            time.sleep(min(max(wait if wait is not None else 0.5, 0.2), 5.0))
 
         raise TransientError(
             f"The CA did not finish validating {name} within {self.validation_timeout:.0f} s: "
@@ -255,7 +257,7 @@ class AcmeClient:
     def _unpublish(
         self, authzr: messages.AuthorizationResource, challb: messages.ChallengeBody
     ) -> None:
-        """Remove a challenge answer; log a failure instead of hiding the original error."""
+        """Remove a challenge response; log a failure instead of hiding the original error."""
         try:
             if isinstance(challb.chall, challenges.HTTP01):
                 assert self.edge is not None
@@ -302,7 +304,7 @@ class AcmeClient:
             account = self._call(client, "register the account", client.new_account, registration)
             log.info("acme.account_registered", account=account.uri)
         except errors.ConflictError as exc:
-            # The CA answers 200 with the account URL when this key is already registered.
+            # The CA returns 200 with the account URL when this key is already registered.
             account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
             net.account = account
             log.info("acme.account_found", account=account.uri)
@@ -349,12 +351,12 @@ class AcmeClient:
                     detail=repr(exc),
                 ) from exc
             except errors.ConflictError:
-                # The caller handles it: newAccount answers so for a registered key.
+                # The caller handles it, because newAccount returns it for a registered key.
                 raise
             except errors.ClientError as exc:
                 # Not a problem document: for example an HTML error page from a proxy.
                 raise TransientError(
-                    f"The ACME server sent an unexpected answer when trying to {action}: "
+                    f"The ACME server sent an unexpected response when trying to {action}: "
                     "retry later.",
                     code="acme_bad_response",
                     detail=repr(exc)[:500],
@@ -367,7 +369,7 @@ def acme_error(
 ) -> TransientError | PermanentError:
     """Map an ACME problem document to TransientError or PermanentError.
 
-    A rate limit carries ``retry_after`` in seconds from the answer's Retry-After
+    A rate limit carries ``retry_after`` in seconds from the response's Retry-After
     header when it has one.
     """
     explanation = error.detail or error.description or error.typ
@@ -467,7 +469,7 @@ def _batches(
 
     ``DnsDriver.ensure_record`` keeps one value per name and type, and a name and
     its wildcard (``example.org`` and ``*.example.org``) share one record name.
-    HTTP-01 answers never collide, so they form one batch.
+    HTTP-01 responses never collide, so they form one batch.
     """
     if challenge == "http-01":
         if authzrs:

@@ -13,7 +13,7 @@ def build_acme_client(
     """Return an ``AcmeClient`` for ``HOSTYARD_ACME_DIRECTORY_URL``.
 
     ``settings_obj`` is ``django.conf.settings`` or any object with the same
-    attributes. ``edge`` answers HTTP-01 and ``dns`` answers DNS-01 challenges.
+    attributes. ``edge`` serves HTTP-01 and ``dns`` publishes DNS-01 responses.
     """
     return AcmeClient(
         directory_url=settings_obj.HOSTYARD_ACME_DIRECTORY_URL,

@@ -1,4 +1,4 @@
-"""The edge driver interface: routes from hostnames to sites, TLS certificates, HTTP-01 answers.
+"""The edge driver interface: routes from hostnames to sites, TLS certificates, HTTP-01 responses.
 
 The edge proxy terminates TLS for every site and forwards requests to the site's
 container. Every call is idempotent and keyed by the caller's ids (site id,
@@ -16,7 +16,7 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class EdgeRoute:
-    """One site's routing as the proxy holds it."""
+    """One site's routing as the proxy stores it."""
 
     site_id: str
     hostnames: tuple[str, ...]
@@ -54,11 +54,11 @@ class EdgeDriver(Protocol):
         ...
 
     def add_challenge(self, token: str, key_authorization: str) -> None:
-        """Answer ``GET /.well-known/acme-challenge/<token>`` on HTTP with the key authorization."""
+        """Serve the key authorization at ``GET /.well-known/acme-challenge/<token>`` on HTTP."""
         ...
 
     def remove_challenge(self, token: str) -> bool:
-        """Stop answering the challenge ``token``; return False if it was not published."""
+        """Stop serving the challenge ``token``; return False if it was not published."""
         ...
 
 

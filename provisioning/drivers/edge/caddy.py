@@ -13,8 +13,8 @@ Layout of the configuration this driver owns (see ``build_apps_config``):
 
 Every object carries an ``@id`` derived from the caller's id, so a change replaces
 or deletes exactly one object by id and never rewrites the whole configuration.
-Automatic HTTPS is disabled and no automation policy exists, so Caddy never asks a
-CA for a certificate itself.
+Automatic HTTPS is disabled and no automation policy exists, so Caddy never requests a
+certificate from a CA itself.
 """
 
 import ipaddress
@@ -24,6 +24,7 @@ from typing import Any
 
 import requests
 import structlog
+import urllib3
 from cryptography import x509
 
 from provisioning.drivers.edge.base import EdgeRoute
@@ -70,7 +71,7 @@ _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.D
 # Number of times a create is retried when another writer changed the same list meanwhile.
 _MAX_CONFLICT_RETRIES = 5
 # Retries of a request whose connection Caddy dropped (see ``_request``).
-_MAX_CONNECTION_RETRIES = 4
+_MAX_CONNECTION_RETRIES = 6
 # Upper bound on deletes of one id, in case copies of an object were added out of band.
 _MAX_DUPLICATE_DELETES = 10
 
@@ -130,7 +131,7 @@ def build_apps_config(*, listen_host: str, http_port: int, https_port: int) -> d
 
 
 class CaddyEdgeDriver:
-    """Routes, certificates and HTTP-01 answers in one Caddy instance, changed by ``@id``.
+    """Routes, certificates and HTTP-01 responses in one Caddy instance, changed by ``@id``.
 
     The skeleton (servers, route lists, certificate list) is created on first use
     when missing, listening on ``listen_host`` with ``http_port`` and ``https_port``.
@@ -158,7 +159,8 @@ class CaddyEdgeDriver:
     def ensure_route(self, *, site_id: str, hostnames: list[str], upstream: str) -> None:
         """Create or replace the site's route to ``upstream``. Idempotent.
 
-        A suspended page configured for the site stays in front of the route.
+        A suspended page configured for the site stays in front of the route, with
+        the hostnames it was given: call ``set_suspended`` again when they change.
         Raises ``PermanentError`` for an invalid site id, hostname or upstream.
         """
         site_id = _check_id(site_id, "site id")
@@ -281,7 +283,7 @@ class CaddyEdgeDriver:
     # --- HTTP-01 challenges -------------------------------------------------------
 
     def add_challenge(self, token: str, key_authorization: str) -> None:
-        """Answer ``/.well-known/acme-challenge/<token>`` on the HTTP listener. Idempotent.
+        """Serve the key authorization at ``/.well-known/acme-challenge/<token>``; idempotent.
 
         Raises ``PermanentError`` when the token or the key authorization contain
         characters that ACME does not produce (base64url and one dot).
@@ -313,7 +315,7 @@ class CaddyEdgeDriver:
         log.info("edge.challenge_added", token=token)
 
     def remove_challenge(self, token: str) -> bool:
-        """Stop answering the challenge ``token``; return False if it was not published."""
+        """Stop serving the challenge ``token``; return False if it was not published."""
         token = _check_token(token)
         removed = self._delete_id(CHALLENGE_PREFIX + token)
         log.info("edge.challenge_removed", token=token, existed=bool(removed))
@@ -325,7 +327,7 @@ class CaddyEdgeDriver:
         """Replace the object with ``obj["@id"]`` in place, or add it to ``list_path``.
 
         Creation is conditional on the list's ETag, so two writers racing to add
-        the same id leave one copy: the loser gets 412, sees the winner's object
+        the same id leave one copy: the loser gets 412, finds the winner's object
         and replaces it.
         """
         object_id = obj["@id"]
@@ -440,10 +442,10 @@ class CaddyEdgeDriver:
                 )
                 break
             except requests.ConnectionError as exc:
-                # Caddy 2.6 restarts its admin listener on every config change, and drops
+                # Caddy 2.6 restarts its admin server on every config change, and drops
                 # requests that arrive meanwhile. Every request here is safe to repeat:
                 # creates carry If-Match, so a repeated one that already applied gets 412.
-                if attempt < _MAX_CONNECTION_RETRIES:
+                if attempt < _MAX_CONNECTION_RETRIES and _connection_dropped(exc):
                     time.sleep(0.05 * 2**attempt)
                     continue
                 raise TransientError(
@@ -466,7 +468,7 @@ class CaddyEdgeDriver:
 
 
 def _caddy_error(method: str, path: str, response: requests.Response) -> Exception:
-    """Map a failed admin API answer to TransientError or PermanentError."""
+    """Map a failed admin API response to TransientError or PermanentError."""
     try:
         message = str(response.json().get("error", ""))
     except (ValueError, AttributeError):
@@ -475,7 +477,7 @@ def _caddy_error(method: str, path: str, response: requests.Response) -> Excepti
     message = _PEM_BLOCK.sub("[PEM removed]", message)
     detail = f"{method} {path} -> HTTP {response.status_code}: {message}"
 
-    # Caddy 2.6 answers 500 "loading new config: ..." when a change fails to
+    # Caddy 2.6 returns 500 "loading new config: ..." when a change fails to
     # provision. It keeps its previous config, and the same change fails again.
     rejected = response.status_code < 500 or message.startswith("loading new config")
     if rejected:
@@ -491,6 +493,12 @@ def _caddy_error(method: str, path: str, response: requests.Response) -> Excepti
     )
 
 
+def _connection_dropped(exc: requests.ConnectionError) -> bool:
+    """Tell a connection closed mid-request from one refused because nothing listens."""
+    reason = exc.args[0] if exc.args else None
+    return isinstance(reason, urllib3.exceptions.ProtocolError)
+
+
 def _caddy_etag(path: str, body: bytes) -> str:
     """Compute the ETag Caddy's admin API gives ``GET path``: FNV-1a 32 of the body.
 
@@ -503,10 +511,10 @@ def _caddy_etag(path: str, body: bytes) -> str:
     return f'"{path} {digest:08x}"'
 
 
-def _check_id(value: str, what: str) -> str:
+def _check_id(value: str, kind: str) -> str:
     if not isinstance(value, str) or not _ID_PATTERN.match(value):
         raise PermanentError(
-            f"Invalid {what} {value!r}: use 1-100 letters, digits, '.', '_' or '-'.",
+            f"Invalid {kind} {value!r}: use 1-100 letters, digits, '.', '_' or '-'.",
             code="edge_invalid_id",
         )
     return value

@@ -1,0 +1,193 @@
+"""Write bench/README.md from bench/results/: machine, versions, command, date, every section.
+
+Usage: ``python -m bench.report "<command that ran the benchmarks>"``.
+"""
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench import harness
+from bench.harness import RESULTS_DIR, fmt
+
+BENCHMARKS = ("signup", "rush", "api_load", "memory")
+SCANS = ("reconciler", "usage_scan")
+README = harness.BENCH_DIR / "README.md"
+
+
+def command_output(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> list[tuple[str, str]]:
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    memory = command_output(["free", "-h"]).splitlines()
+    total = memory[1].split()[1] if len(memory) > 1 else "unknown"
+    return [
+        ("cores (`nproc`)", command_output(["nproc"])),
+        ("CPU", cpu_model),
+        ("memory (`free -h`, total)", total),
+        ("kernel", platform.release()),
+        ("load average when the report was written", Path("/proc/loadavg").read_text()[:14]),
+    ]
+
+
+def versions() -> list[tuple[str, str]]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    import redis
+    from django.conf import settings
+
+    redis_info = redis.Redis.from_url(settings.CELERY_BROKER_URL).info("server")
+    engine = harness.docker_client().version()
+    packages = ("Django", "djangorestframework", "celery", "gunicorn", "docker", "py-spy")
+    rows = [("Python", sys.version.split()[0])]
+    for package in packages:
+        try:
+            rows.append((package, version(package)))
+        except Exception:  # noqa: BLE001 - a missing optional tool is reported as such
+            rows.append((package, "not installed"))
+    wrk = shutil.which("wrk")
+    wrk_version = command_output([wrk, "-v"]).split()[1] if wrk else "not installed"
+    rows += [
+        ("Docker Engine", f"{engine.get('Version')} (API {engine.get('ApiVersion')})"),
+        ("PostgreSQL", postgres),
+        ("Redis", redis_info.get("redis_version", "unknown")),
+        ("wrk", wrk_version),
+    ]
+    return rows
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def headline_rows(results: dict[str, dict | None]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    signup = results.get("signup")
+    if signup:
+        rows.append(
+            (
+                "1. signup to first 200, median (p95)",
+                f"{fmt(signup['api_median'], 3)} s ({fmt(signup['api_p95'], 3)} s)",
+                f"{fmt(signup['ratio_sum'])} ({fmt(signup['ratio_sum_p95'])}) x sequential sum; "
+                f"{fmt(signup['ratio_path'])} ({fmt(signup['ratio_path_p95'])}) x critical path",
+            )
+        )
+    rush = results.get("rush")
+    if rush:
+        for result in rush["rushes"]:
+            rows.append(
+                (
+                    f"2. rush of {result['signups']}, {result['workers']} worker(s)",
+                    f"{fmt(result['sites_per_minute'], 1)} sites/min",
+                    f"{fmt(result['ratio'])} x plain loop ({fmt(rush['loop_rate'], 1)} sites/min)",
+                )
+            )
+    api = results.get("api_load")
+    if api:
+        for row in api["rows"]:
+            rows.append(
+                (
+                    f"3. {row['name']}",
+                    f"{fmt(row['target']['rps'], 0)} req/s, p50 {fmt(row['target']['p50_ms'], 1)}"
+                    f" ms, p99 {fmt(row['target']['p99_ms'], 1)} ms",
+                    f"{fmt(row['rps_ratio'])} x ping req/s",
+                )
+            )
+    memory = results.get("memory")
+    if memory:
+        final = memory["samples"][-1]
+        rows.append(
+            (
+                f"5. worker RSS after {final['operations']:,} operations",
+                f"{fmt(final['rss_kib'] / 1024, 1)} MiB",
+                f"{fmt(memory['rss_ratio'], 3)} x after 10",
+            )
+        )
+    return rows
+
+
+def scan_section() -> list[str]:
+    lines = ["## 4. Control-plane scans", ""]
+    for name in SCANS:
+        output = RESULTS_DIR / f"{name}.txt"
+        if not (harness.BENCH_DIR / f"{name}.py").exists():
+            lines.append(f"- `bench/{name}.py` is absent in this checkout: skipped.")
+        elif output.exists():
+            lines += [f"`python -m bench.{name}` printed:", "", "```", output.read_text(), "```"]
+        else:
+            lines.append(f"- `bench/{name}.py` exists but `bench/run` did not run it this time.")
+        lines.append("")
+    return lines
+
+
+def render(command: str) -> str:
+    results = {name: load(name) for name in BENCHMARKS}
+    lines = [
+        "# Benchmarks",
+        "",
+        "Latest results of `bench/run`. Each figure is a ratio against a baseline measured in "
+        "the same run on the same machine, because the machine is shared and its load varies; "
+        "absolute times are shown for context only. A benchmark that did not run this time "
+        "says so below.",
+        "",
+        f"- command: `{command}`",
+        f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        "",
+        harness.markdown_table(["machine", ""], machine()),
+        "",
+        harness.markdown_table(["software", "version"], versions()),
+        "",
+        "## Summary",
+        "",
+        harness.markdown_table(["figure", "value", "against its baseline"], headline_rows(results)),
+        "",
+    ]
+    for name in BENCHMARKS:
+        if name == "memory":
+            lines += scan_section()
+        result = results[name]
+        if result is None:
+            lines += [f"## {name}", "", "Did not run or failed; see its output from bench/run.", ""]
+            continue
+        lines += [result["section"], "", f"_Finished {result['finished_at']}._", ""]
+    lines += [
+        "## How to run",
+        "",
+        "`bench/run` installs wrk (apt-get) and py-spy (into .venv), creates and migrates the "
+        "`hostyard_bench` database if needed, runs every benchmark, then writes this file. "
+        "`bench/run signup` runs one; `python -m bench.signup` (or `rush`, `api_load`, "
+        "`memory`) runs one without rewriting this file. Containers carry the deployment label "
+        "`bench` and are removed afterwards. Logs and profiles go to `.run/bench/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    harness.setup_django()
+    command = sys.argv[1] if len(sys.argv) > 1 else "bench/run"
+    README.write_text(render(command))
+    print(f"wrote {README}")
+
+
+if __name__ == "__main__":
+    main()

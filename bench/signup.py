@@ -1,0 +1,274 @@
+"""Signup to site: ``POST /api/v1/sites`` until the site first answers 200, against the primitives.
+
+Each sample is one signup through gunicorn and one real Celery worker (``--pool=solo``),
+timed from the request to the first 200 from the site. Its baseline, measured
+alternately with it in the same run, is the create operation's steps done directly
+(see ``bench.primitives``). Run alone with ``python -m bench.signup``.
+"""
+
+import os
+import time
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from bench import harness
+from bench.edge import EdgeStack, create_steps
+from bench.harness import fmt, median, percentile, ratio
+from bench.primitives import critical_path, make_target, needs_rows, run_direct
+
+SITES = int(os.environ.get("BENCH_SIGNUP_SITES", "20"))
+WARMUP_SITES = 2
+PROFILE_SITES = 5
+TARGET_RATIO = 1.25
+OBSERVE_POLL_SECONDS = 0.02
+LOOKUP_POLL_SECONDS = 0.1
+SITE_TIMEOUT_SECONDS = 120.0
+
+
+def _seconds_between(start: datetime | None, end: datetime | None) -> float:
+    if start is None or end is None:
+        return float("nan")
+    return (end - start).total_seconds()
+
+
+def sign_up_through_api(session: requests.Session, api_url: str, edge: EdgeStack) -> dict[str, Any]:
+    """Sign up one site and wait for its first 200; return the timings of this sample."""
+    from provisioning.drivers import registry
+
+    runtime = registry.runtime()
+    email = f"signup-{time.time_ns()}@bench.hostyard.test"
+    wall_start = time.time()
+    started = time.monotonic()
+    answer = session.post(
+        f"{api_url}/api/v1/sites",
+        json={"customer_email": email, "app": "demo", "plan": "micro"},
+        timeout=30,
+    )
+    post_seconds = time.monotonic() - started
+    if answer.status_code != 202:
+        raise harness.BenchError(f"POST /api/v1/sites answered {answer.status_code}: {answer.text}")
+    body = answer.json()
+    site_uuid, hostname = body["id"], body["hostname"]
+
+    address, next_lookup = "", 0.0
+    deadline = started + SITE_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if not address and time.monotonic() >= next_lookup:
+            container = runtime.find_container(site_uuid)
+            address = runtime.container_address(container) if container is not None else ""
+            next_lookup = time.monotonic() + LOOKUP_POLL_SECONDS
+        if edge.probe(hostname=hostname, address=address, port=8080):
+            break
+        time.sleep(OBSERVE_POLL_SECONDS)
+    else:
+        raise harness.BenchError(
+            f"site {hostname} did not answer 200 within {SITE_TIMEOUT_SECONDS:.0f} s"
+        )
+    total = time.monotonic() - started
+
+    sample = {"site": site_uuid, "total": total, "post": post_seconds}
+    sample.update(_operation_breakdown(site_uuid, wall_start))
+    runtime.remove_container(site_uuid=site_uuid)
+    runtime.remove_volume(site_uuid=site_uuid)
+    return sample
+
+
+def _operation_breakdown(site_uuid: str, wall_start: float) -> dict[str, Any]:
+    """Read the create operation's timings once it has finished (at most 30 s later)."""
+    from provisioning.models import Operation, OperationStatus
+
+    operation = Operation.objects.get(site__uuid=site_uuid)
+    harness.wait_until(
+        lambda: Operation.objects.filter(
+            pk=operation.pk, status__in=OperationStatus.final()
+        ).exists(),
+        timeout=30,
+        interval=0.05,
+    )
+    operation.refresh_from_db()
+    steps = {step.name: step.duration_ms / 1000 for step in operation.steps.all()}
+    run_seconds = _seconds_between(operation.started_at, operation.finished_at)
+    start = datetime.fromtimestamp(wall_start, tz=operation.created_at.tzinfo)
+    return {
+        "status": operation.status,
+        "dispatch": _seconds_between(operation.created_at, operation.started_at),
+        "steps": steps,
+        "runner": run_seconds - sum(steps.values()),
+        "to_running": _seconds_between(start, operation.finished_at),
+    }
+
+
+def sign_up_directly(organization: Any, app: Any, plan: Any, steps: list[str]) -> dict[str, Any]:
+    """Run the primitives for one site and wait for its first 200; return the timings."""
+    from provisioning.drivers import registry
+
+    target = make_target(organization=organization, app=app, plan=plan, persist=needs_rows(steps))
+    durations = run_direct(target, steps)
+    runtime = registry.runtime()
+    runtime.remove_container(site_uuid=target.site_uuid)
+    runtime.remove_volume(site_uuid=target.site_uuid)
+    return {
+        "steps": durations,
+        "sum": sum(durations.values()),
+        "critical_path": critical_path(durations, steps),
+    }
+
+
+def run() -> dict[str, Any]:
+    harness.setup_django()
+    from hosting.models import App, Plan
+    from provisioning.drivers import registry
+
+    steps = create_steps()
+    harness.reset_state()
+    harness.ensure_demo_images()
+    organization, raw_key = harness.make_organization("bench-signup")
+    app, plan = App.objects.get(slug="demo"), Plan.objects.get(slug="micro")
+    registry.runtime().ensure_network()
+
+    edge = EdgeStack.for_steps(steps)
+    with (
+        edge,
+        harness.Gunicorn(name="signup-api", env=edge.env()) as api,
+        harness.Workers(count=1, name="signup-worker", env=edge.env()) as workers,
+    ):
+        session = requests.Session()
+        session.headers["Authorization"] = f"Api-Key {raw_key}"
+        for _ in range(WARMUP_SITES):
+            sign_up_through_api(session, api.url, edge)
+            sign_up_directly(organization, app, plan, steps)
+
+        through_api, direct = [], []
+        # Alternate the two so that noise from other load hits both alike.
+        for _ in range(SITES):
+            through_api.append(sign_up_through_api(session, api.url, edge))
+            direct.append(sign_up_directly(organization, app, plan, steps))
+
+        figures = summarize(through_api, direct, steps)
+        profile: dict[str, Any] = {}
+        if figures["ratio_sum"] > TARGET_RATIO:
+            profiler = harness.Profile(pid=workers.pids[0], name="signup-worker")
+            if profiler.start():
+                for _ in range(PROFILE_SITES):
+                    sign_up_through_api(session, api.url, edge)
+                profile = profiler.stop()
+
+    harness.remove_deployment_resources()
+    figures["profile"] = profile
+    figures["section"] = render(figures, through_api, direct, steps, edge.describe())
+    return figures
+
+
+def summarize(through_api: list[dict], direct: list[dict], steps: list[str]) -> dict[str, Any]:
+    totals = [sample["total"] for sample in through_api]
+    sums = [sample["sum"] for sample in direct]
+    paths = [sample["critical_path"] for sample in direct]
+    failures = [s["site"] for s in through_api if s["status"] != "succeeded"]
+    return {
+        "sites": len(through_api),
+        "steps": steps,
+        "failures": failures,
+        "api_median": median(totals),
+        "api_p95": percentile(totals, 95),
+        "sum_median": median(sums),
+        "sum_p95": percentile(sums, 95),
+        "path_median": median(paths),
+        "path_p95": percentile(paths, 95),
+        "ratio_sum": ratio(median(totals), median(sums)),
+        "ratio_sum_p95": ratio(percentile(totals, 95), percentile(sums, 95)),
+        "ratio_path": ratio(median(totals), median(paths)),
+        "ratio_path_p95": ratio(percentile(totals, 95), percentile(paths, 95)),
+        "samples_api": through_api,
+        "samples_direct": direct,
+    }
+
+
+def overhead_rows(through_api: list[dict], direct: list[dict], steps: list[str]) -> list[tuple]:
+    """Return (part, control plane s, direct s, difference s) medians, largest difference first."""
+    rows = [
+        ("POST /api/v1/sites answered", median([s["post"] for s in through_api]), 0.0),
+        ("commit to worker claim", median([s["dispatch"] for s in through_api]), 0.0),
+        ("runner bookkeeping between steps", median([s["runner"] for s in through_api]), 0.0),
+    ]
+    for name in steps:
+        api_step = median([s["steps"].get(name, float("nan")) for s in through_api])
+        rows.append((f"step {name}", api_step, median([s["steps"][name] for s in direct])))
+    table = [(part, value, base, value - base) for part, value, base in rows]
+    return sorted(table, key=lambda row: row[3], reverse=True)
+
+
+def render(
+    figures: dict, through_api: list[dict], direct: list[dict], steps: list[str], probe: str
+) -> str:
+    rows = overhead_rows(through_api, direct, steps)
+    verdict = (
+        f"met (median ratio {fmt(figures['ratio_sum'])} <= {TARGET_RATIO})"
+        if figures["ratio_sum"] <= TARGET_RATIO
+        else f"not met: median ratio {fmt(figures['ratio_sum'])}; the largest part is "
+        f"'{rows[0][0]}' at +{fmt(rows[0][3], 3)} s per site"
+    )
+    lines = [
+        "## 1. Signup to site",
+        "",
+        f"{figures['sites']} sites, one at a time, through gunicorn (2 workers) and one Celery "
+        f"worker (`--pool=solo`), alternating with the same steps done directly. Create steps: "
+        f"`{', '.join(steps)}`. First 200 is observed by {probe}, polled every "
+        f"{int(OBSERVE_POLL_SECONDS * 1000)} ms. Failures: {len(figures['failures'])}.",
+        "",
+        harness.markdown_table(
+            ["figure", "median s", "p95 s", "ratio median", "ratio p95"],
+            [
+                (
+                    "POST to first 200 (control plane)",
+                    fmt(figures["api_median"], 3),
+                    fmt(figures["api_p95"], 3),
+                    "",
+                    "",
+                ),
+                (
+                    "primitives, sequential sum",
+                    fmt(figures["sum_median"], 3),
+                    fmt(figures["sum_p95"], 3),
+                    fmt(figures["ratio_sum"]),
+                    fmt(figures["ratio_sum_p95"]),
+                ),
+                (
+                    "primitives, critical path",
+                    fmt(figures["path_median"], 3),
+                    fmt(figures["path_p95"], 3),
+                    fmt(figures["ratio_path"]),
+                    fmt(figures["ratio_path_p95"]),
+                ),
+            ],
+        ),  # fmt: skip
+        "",
+        f"Target (control-plane time at most {TARGET_RATIO} x the primitives): {verdict}.",
+        "",
+        "Where the time goes (medians per site; parts overlap with the observer's polling, "
+        "so they need not add up to the total):",
+        "",
+        harness.markdown_table(
+            ["part", "control plane s", "direct s", "difference s"],
+            [(part, fmt(value, 3), fmt(base, 3), fmt(diff, 3)) for part, value, base, diff in rows],
+        ),
+    ]
+    if figures.get("profile"):
+        lines += [
+            "",
+            f"py-spy profile of the worker over {PROFILE_SITES} more signups: busy in "
+            f"{fmt(figures['profile']['busy_percent'], 0)}% of samples; each busy sample is "
+            "attributed to its deepest project frame and the library call below it.",
+            "",
+            harness.profile_table(figures["profile"]),
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    harness.write_result("signup", run())
+
+
+if __name__ == "__main__":
+    main()
