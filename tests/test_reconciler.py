@@ -14,6 +14,9 @@ from provisioning.models import Operation, StrayContainer
 from provisioning.reconciler import reconcile
 from tests.lifecycle_helpers import app_container, run_to_end, running_site, site_containers
 
+# Fixtures: the engine reached through a counting proxy.
+from tests.test_faults import docker_proxy, engine_via_proxy  # noqa: F401
+
 pytestmark = pytest.mark.usefixtures("catalog")
 
 
@@ -117,3 +120,17 @@ def test_terminated_site_container_is_stray(engine, organization, settings) -> N
     assert report.strays_removed == [container.id]
     assert site_containers(engine, site) == []
     assert SiteEvent.objects.filter(site=site, kind="stray_container").exists()
+
+
+def test_scan_makes_one_engine_call(engine, organization, request) -> None:
+    proxy = request.getfixturevalue("engine_via_proxy")
+    sites = [running_site(organization, label=label) for label in ("ada", "bob", "cyd")]
+    app_container(engine, sites[0]).remove(force=True)
+    proxy.seen.clear()
+
+    report = reconcile()
+
+    assert report.sites_checked == 3
+    assert [kind for _, kind, _ in report.opened] == ["repair"]
+    assert len(proxy.seen) == 1
+    assert proxy.count(r"GET /v[\d.]+/containers/json\?") == 1
