@@ -5,9 +5,9 @@ Run from the repository root with the project's settings and a migrated database
     DATABASE_URL=postgres://... python bench/reconciler.py [--sites 1000] [--containers 1000]
 
 It creates ``--sites`` Site rows inside a transaction that is rolled back at the
-end, and ``--containers`` containers with ``docker create`` (never started, so they
-cost the engine disk metadata but no processes) from ``hostyard/busybox:1``,
-labelled as the app containers of the first sites. The sites are suspended, so
+end. It also creates ``--containers`` containers from ``hostyard/busybox:1`` with
+``docker create``, labelled as the app containers of the first sites. They are
+never started, so they cost the engine metadata but no processes. The sites are suspended, so
 the stopped containers are in step and the scans open no operations. Containers
 carry a deployment label of their own and are removed at the end, also after an
 error.

@@ -2,7 +2,7 @@
 back up, restore, undo a termination and purge.
 
 Every function checks the request against the site's desired state under a row
-lock, records the new desired state and opens one operation; workers do the rest.
+lock, records the new desired state and opens one operation. Workers do the rest.
 A site's operations run one at a time in request order, so a request made while
 another operation runs is queued behind it (the API shows ``queued_behind``).
 A request the site's state forbids raises ServiceError ``invalid_state`` (409).
@@ -36,7 +36,7 @@ VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class SuspendReason:
-    """Why a site is suspended; stored in ``Site.suspend_reason``."""
+    """Reasons for a suspension, stored in ``Site.suspend_reason``."""
 
     BILLING = "billing"
     QUOTA = "quota"
@@ -46,9 +46,9 @@ class SuspendReason:
     ALL = (BILLING, QUOTA, STAFF, RESTART_LOOP)
 
 
-def _invalid_state(site: Site, action: str, why: str) -> ServiceError:
+def _invalid_state(site: Site, action: str, problem: str) -> ServiceError:
     return ServiceError(
-        f"Cannot {action} site {site.hostname}: {why}",
+        f"Cannot {action} site {site.hostname}: {problem}",
         code="invalid_state",
         status=409,
         extra={"status": site.status, "desired_status": site.desired_status},

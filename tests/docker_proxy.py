@@ -1,9 +1,9 @@
 """A real HTTP proxy on a Unix socket in front of a Docker Engine socket, for fault tests.
 
-It forwards every request unchanged, and can be told to:
+It forwards every request unchanged, and can be configured to:
 
 - ``hold``: forward the first request matching a pattern, then keep its response
-  back until ``release`` (or for ``seconds``), as an engine that did the work but
+  back until ``clear`` (or for ``seconds``), as an engine that did the work but
   whose answer is late or lost;
 - ``fail``: answer requests matching a pattern itself with an HTTP error status,
   without forwarding them, as an engine failing them;

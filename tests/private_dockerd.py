@@ -50,7 +50,7 @@ class PrivateDockerd:
         ]  # fmt: skip
 
     def start(self) -> None:
-        """Start the daemon and wait until it answers; raise RuntimeError if it does not."""
+        """Start the daemon and wait for its ping; raise RuntimeError if it does not respond."""
         with (self.root / "dockerd.log").open("ab") as log:
             self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS

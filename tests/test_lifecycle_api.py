@@ -1,4 +1,4 @@
-"""The lifecycle API, admin actions and commands: answers, queueing, 409s, tenancy."""
+"""The lifecycle API, admin actions and commands: responses, queueing, 409s, tenancy."""
 
 import io
 

@@ -1,5 +1,5 @@
 """Site lifecycle endpoints: suspend, unsuspend, restart, change plan, update, backups,
-undo a termination. Each answers 202 with a link to the operation it opened.
+undo a termination. Each returns 202 with a link to the operation it opened.
 
 A request made while another operation of the site is still active is queued
 behind it: the answer's ``operation.queued_behind`` names that operation.
@@ -59,7 +59,7 @@ class SiteLifecycleActions:
     @action(detail=True, methods=["post"])
     def suspend(self, request: Request, site_id: str) -> Response:
         """Stop the site and keep it stopped; ``reason`` is billing, quota or staff."""
-        # Look the site up first, so another organization's id answers 404 whatever the body.
+        # Look the site up first, so another organization's id gets 404 whatever the body.
         site = self.get_object()
         data = self._input(SuspendSerializer, request)
         operation = lifecycle.suspend_site(
@@ -87,7 +87,7 @@ class SiteLifecycleActions:
     @action(detail=True, methods=["post"], url_path="change-plan")
     def change_plan(self, request: Request, site_id: str) -> Response:
         """Move the site to another plan; its limits change without a restart."""
-        # Look the site up first, so another organization's id answers 404 whatever the body.
+        # Look the site up first, so another organization's id gets 404 whatever the body.
         site = self.get_object()
         data = self._input(ChangePlanSerializer, request)
         operation = lifecycle.change_plan(
@@ -100,7 +100,7 @@ class SiteLifecycleActions:
     @action(detail=True, methods=["post"], url_path="update")
     def update_version(self, request: Request, site_id: str) -> Response:
         """Update the app version; a failed update is rolled back with its data."""
-        # Look the site up first, so another organization's id answers 404 whatever the body.
+        # Look the site up first, so another organization's id gets 404 whatever the body.
         site = self.get_object()
         data = self._input(UpdateSerializer, request)
         operation = lifecycle.update_site(
