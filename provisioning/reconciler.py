@@ -11,7 +11,7 @@ Drift and the operation opened for it:
 - a running site without a container: ``repair`` (creates and starts it again);
 - a running site whose container is stopped: ``restart``;
 - a suspended site whose container runs: ``suspend`` (stops it again);
-- a container with this deployment's labels that no live site owns: a
+- a container labelled with this deployment and a site that is not live: a
   ``StrayContainer`` record, and removal once it has been stray for
   ``HOSTYARD_STRAY_GRACE_SECONDS``.
 """
@@ -103,6 +103,9 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
     apps: dict[str, ContainerState] = {}
     others: list[ContainerState] = []
     for container in containers:
+        if not container.site_uuid:
+            # Not a site's container (e.g. a platform service of this deployment).
+            continue
         if container.labels.get(LABEL_ROLE) == "app" and container.site_uuid not in apps:
             apps[container.site_uuid] = container
         else:
