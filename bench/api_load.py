@@ -1,8 +1,8 @@
 """API under load: ``GET /api/v1/sites`` with 1,000 and 10,000 sites, and ``POST /api/v1/sites``.
 
-wrk drives gunicorn from a separate process; the baseline is ``GET /bench/ping``, a DRF
-view with no authentication and no query, served by the same gunicorn in the same run
-right before each measured endpoint. Site rows are bulk-inserted. ``POST`` runs with
+wrk drives gunicorn from a separate process. The baseline is ``GET /bench/ping``, a DRF
+view with no authentication and no query, served by the same gunicorn and measured
+right before each run of an endpoint. Site rows are bulk-inserted. ``POST`` runs with
 no Celery worker consuming the benchmark's Redis database, so no container is
 created; the queued messages are purged afterwards. Run alone with
 ``python -m bench.api_load``.
@@ -101,6 +101,7 @@ def run_wrk(
 def insert_sites(organization: Any, count: int) -> None:
     """Bulk-insert running sites until the organization has ``count`` of them."""
     from hosting.models import App, Customer, Plan, Site
+    from hosting.services import hostname_for
 
     app, plan = App.objects.get(slug="demo"), Plan.objects.get(slug="micro")
     customers = list(Customer.objects.filter(organization=organization))
@@ -119,7 +120,7 @@ def insert_sites(organization: Any, count: int) -> None:
                 app=app,
                 app_version=app.default_version,
                 label=f"load-{i:06d}",
-                hostname=f"load-{i:06d}.bench.hostyard.test",
+                hostname=hostname_for(f"load-{i:06d}"),
                 status="running",
             )
             for i in range(existing, count)

@@ -1,9 +1,9 @@
 """Knot, Pebble and Caddy for the benchmarks, started only when the create operation uses them.
 
 The create operation gains DNS, certificate and route steps as they are wired in.
-While ``configure_route`` is not among its steps, a site is reached over plain HTTP
-at its container address; once it is, a site is reached over HTTPS through Caddy,
-verified against Pebble's root of this run.
+While ``configure_route`` is not among its steps, a site is probed over plain HTTP
+at its container address. Once it is, a site is probed over HTTPS through Caddy, and
+its certificate is verified against the Pebble root of this run.
 """
 
 import base64
@@ -19,6 +19,8 @@ import urllib3
 
 from bench.harness import free_port
 
+# Knot serves this zone by default; platform hostnames are <label>.<zone>.
+PLATFORM_ZONE = "sites.hostyard.test"
 # Steps that need the local DNS server, ACME server and edge proxy.
 EDGE_STEPS = frozenset({"publish_dns", "issue_certificate", "configure_route", "verify_https"})
 
@@ -84,8 +86,14 @@ class EdgeStack:
             **knot.env(),
             **pebble.env(),
             **caddy.env(),
+            "HOSTYARD_PLATFORM_DOMAIN": PLATFORM_ZONE,
+            "HOSTYARD_RFC2136_ZONE": PLATFORM_ZONE,
+            "HOSTYARD_PUBLIC_IPV4": "127.0.0.1",
+            "HOSTYARD_PUBLIC_IPV6": "",
             "HOSTYARD_DNS_DRIVER": "rfc2136",
             "HOSTYARD_EDGE_DRIVER": "caddy",
+            "HOSTYARD_ACME_PLATFORM_WILDCARD": "true",
+            "HOSTYARD_HTTPS_VERIFY_CA_BUNDLE": str(self.root_path.resolve()),
             "HOSTYARD_ENCRYPTION_KEY": os.environ.get("HOSTYARD_ENCRYPTION_KEY", key),
         }
         _apply_to_settings(self.variables)
@@ -106,7 +114,7 @@ class EdgeStack:
         self.stop()
 
     def probe(self, *, hostname: str, address: str, port: int) -> bool:
-        """Return True if the site answers GET / with 200 where customers would reach it."""
+        """Return True if GET / returns 200 at the address customers would use."""
         if self.routes_https:
             return _https_ok(hostname, self.https_port, self.root_path)
         if not address:
@@ -145,7 +153,6 @@ def _apply_to_settings(variables: dict[str, str]) -> None:
 def _https_ok(hostname: str, port: int, root_path: Path | None) -> bool:
     # Connect to the edge on loopback but send the site's name in SNI and Host,
     # and verify the certificate against this run's Pebble root.
-    # NOTE: not run yet; the create operation has no configure_route step so far.
     pool = urllib3.HTTPSConnectionPool(
         "127.0.0.1",
         port,

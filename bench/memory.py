@@ -1,9 +1,11 @@
 """Worker memory: resident set size of one worker after 1,000 operations against after 10.
 
 The operation is a real kind, ``terminate``, on sites whose rows exist but which
-never got a container or volume: each one runs the full path (task message, lease,
-step rows, site transitions) and makes real Docker Engine calls (a labelled
-container listing and a volume lookup) that find nothing to remove. The worker is
+never got a container or volume. Each one runs the full path (task message, lease,
+step rows, site transitions) and every step of the kind against real servers: a
+route removal on Caddy and a record removal on Knot (both started here when the
+create operation uses them), then a labelled container listing and a volume lookup
+on the Docker Engine, which find nothing to remove. The worker is
 one ``--pool=solo`` Celery process, so tasks run in the process whose RSS is read
 from ``/proc/<pid>/status``. Run alone with ``python -m bench.memory``.
 """
@@ -13,6 +15,7 @@ import time
 from typing import Any
 
 from bench import harness
+from bench.edge import EdgeStack, create_steps
 from bench.harness import fmt, ratio
 
 OPERATIONS = int(os.environ.get("BENCH_MEMORY_OPERATIONS", "1000"))
@@ -28,6 +31,7 @@ GROWTH_WARNING = 1.10
 def insert_sites(organization: Any, count: int) -> list[Any]:
     """Bulk-insert ``count`` running sites with no container; return them."""
     from hosting.models import App, Customer, Plan, Site
+    from hosting.services import hostname_for
 
     app, plan = App.objects.get(slug="demo"), Plan.objects.get(slug="micro")
     customer = Customer.objects.create(organization=organization, email="memory@bench.test")
@@ -39,7 +43,7 @@ def insert_sites(organization: Any, count: int) -> list[Any]:
             app=app,
             app_version=app.default_version,
             label=f"memory-{index:05d}",
-            hostname=f"memory-{index:05d}.bench.hostyard.test",
+            hostname=hostname_for(f"memory-{index:05d}"),
             status="running",
         )
         for index in range(count)
@@ -61,13 +65,16 @@ def failed_operations() -> int:
 def run() -> dict[str, Any]:
     harness.setup_django()
     from hosting.services import terminate_site
+    from provisioning.engine.kinds import KINDS
+    from provisioning.models import OperationKind
 
     harness.reset_state()
     organization, _ = harness.make_organization("bench-memory")
     sites = insert_sites(organization, OPERATIONS)
 
     samples: list[dict[str, Any]] = []
-    with harness.Workers(count=1, name="memory-worker") as workers:
+    edge = EdgeStack.for_steps(create_steps())
+    with edge, harness.Workers(count=1, name="memory-worker", env=edge.env()) as workers:
         pid = workers.pids[0]
         samples.append({"operations": 0, "rss_kib": harness.rss_kib(pid), "seconds": 0.0})
         started = time.monotonic()
@@ -98,6 +105,7 @@ def run() -> dict[str, Any]:
     baseline = next(s for s in samples if s["operations"] == BASELINE_OPERATIONS)
     final = samples[-1]
     figures = {
+        "steps": list(KINDS[OperationKind.TERMINATE].steps),
         "samples": samples,
         "failures": failures,
         "rss_ratio": ratio(final["rss_kib"], baseline["rss_kib"]),
@@ -122,9 +130,10 @@ def render(figures: dict) -> str:
         [
             "## 5. Worker memory",
             "",
-            f"One worker (`--pool=solo`) ran {OPERATIONS:,} `terminate` operations on sites "
-            "that have rows but no container, so each operation runs the whole engine path and "
-            "two Docker Engine calls that find nothing to remove "
+            f"One worker (`--pool=solo`) ran {OPERATIONS:,} `terminate` operations "
+            f"(`{', '.join(figures['steps'])}`) on sites that have rows but no container, so "
+            "each runs the whole engine path and real calls to Caddy, Knot and the Docker "
+            "Engine that find nothing to remove "
             f"({fmt(figures['operations_per_second'], 1)} operations/s; failures: "
             f"{figures['failures']}). RSS read from `/proc/<pid>/status` after each batch.",
             "",

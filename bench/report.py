@@ -129,10 +129,14 @@ def scan_section() -> list[str]:
     lines = ["## 4. Control-plane scans", ""]
     for name in SCANS:
         output = RESULTS_DIR / f"{name}.txt"
+        result = load(name)
         if not (harness.BENCH_DIR / f"{name}.py").exists():
             lines.append(f"- `bench/{name}.py` is absent in this checkout: skipped.")
+        elif result is not None and "section" in result:
+            lines += [result["section"], "", f"_Finished {result.get('finished_at', '')}._"]
         elif output.exists():
-            lines += [f"`python -m bench.{name}` printed:", "", "```", output.read_text(), "```"]
+            tail = "\n".join(output.read_text(errors="replace").splitlines()[-40:])
+            lines += [f"`python -m bench.{name}` printed (last 40 lines):", "", "```", tail, "```"]
         else:
             lines.append(f"- `bench/{name}.py` exists but `bench/run` did not run it this time.")
         lines.append("")

@@ -1,8 +1,8 @@
 """Semester rush: 100 signups at once through the API, drained by 1, 2 and 4 worker processes.
 
-The figure is sites per minute from the first request until every site is running,
-against the create operation's primitives run for the same number of sites in a
-plain loop in this process (measured before and after the worker runs). The API is
+The figure is sites per minute from the first request until every site is running.
+Its baseline is the create operation's primitives run for the same number of sites
+in a plain loop in this process, measured before and after the worker runs. The API is
 served by gunicorn; each worker is a ``--pool=solo`` Celery process. Sites use the
 ``micro`` plan, three per customer (the plan's limit), so a rush spreads over many
 customers. Run alone with ``python -m bench.rush``.

@@ -1,4 +1,4 @@
-"""Signup to site: ``POST /api/v1/sites`` until the site first answers 200, against the primitives.
+"""Signup to site: from ``POST /api/v1/sites`` to the site's first 200, against the primitives.
 
 Each sample is one signup through gunicorn and one real Celery worker (``--pool=solo``),
 timed from the request to the first 200 from the site. Its baseline, measured
@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from docker.errors import DockerException
 
 from bench import harness
 from bench.edge import EdgeStack, create_steps
 from bench.harness import fmt, median, percentile, ratio
 from bench.primitives import critical_path, make_target, needs_rows, run_direct
+from provisioning.errors import ProvisioningError
 
 SITES = int(os.environ.get("BENCH_SIGNUP_SITES", "20"))
 WARMUP_SITES = 2
@@ -24,7 +26,9 @@ PROFILE_SITES = 5
 TARGET_RATIO = 1.25
 OBSERVE_POLL_SECONDS = 0.02
 LOOKUP_POLL_SECONDS = 0.1
-SITE_TIMEOUT_SECONDS = 120.0
+SITE_TIMEOUT_SECONDS = 60.0
+# Failed samples (no 200 in time, engine error) are reported and skipped, up to this many.
+MAX_ERRORS = 4
 
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float:
@@ -48,7 +52,7 @@ def sign_up_through_api(session: requests.Session, api_url: str, edge: EdgeStack
     )
     post_seconds = time.monotonic() - started
     if answer.status_code != 202:
-        raise harness.BenchError(f"POST /api/v1/sites answered {answer.status_code}: {answer.text}")
+        raise harness.BenchError(f"POST /api/v1/sites returned {answer.status_code}: {answer.text}")
     body = answer.json()
     site_uuid, hostname = body["id"], body["hostname"]
 
@@ -56,15 +60,14 @@ def sign_up_through_api(session: requests.Session, api_url: str, edge: EdgeStack
     deadline = started + SITE_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if not address and time.monotonic() >= next_lookup:
-            container = runtime.find_container(site_uuid)
-            address = runtime.container_address(container) if container is not None else ""
+            address = _container_address(runtime, site_uuid)
             next_lookup = time.monotonic() + LOOKUP_POLL_SECONDS
         if edge.probe(hostname=hostname, address=address, port=8080):
             break
         time.sleep(OBSERVE_POLL_SECONDS)
     else:
         raise harness.BenchError(
-            f"site {hostname} did not answer 200 within {SITE_TIMEOUT_SECONDS:.0f} s"
+            f"site {hostname} returned no 200 within {SITE_TIMEOUT_SECONDS:.0f} s"
         )
     total = time.monotonic() - started
 
@@ -73,6 +76,19 @@ def sign_up_through_api(session: requests.Session, api_url: str, edge: EdgeStack
     runtime.remove_container(site_uuid=site_uuid)
     runtime.remove_volume(site_uuid=site_uuid)
     return sample
+
+
+def _container_address(runtime: Any, site_uuid: str) -> str:
+    """Return the site's container address, or "" while it has none or the lookup failed."""
+    from provisioning.errors import ProvisioningError
+
+    try:
+        container = runtime.find_container(site_uuid)
+    except ProvisioningError:
+        # The docker SDK lists matching containers and then inspects each one, so a
+        # container removed in between makes the lookup raise. The next poll looks again.
+        return ""
+    return runtime.container_address(container) if container is not None else ""
 
 
 def _operation_breakdown(site_uuid: str, wall_start: float) -> dict[str, Any]:
@@ -100,12 +116,29 @@ def _operation_breakdown(site_uuid: str, wall_start: float) -> dict[str, Any]:
     }
 
 
-def sign_up_directly(organization: Any, app: Any, plan: Any, steps: list[str]) -> dict[str, Any]:
-    """Run the primitives for one site and wait for its first 200; return the timings."""
+def sign_up_directly(
+    organization: Any, app: Any, plan: Any, steps: list[str], edge: EdgeStack
+) -> dict[str, Any]:
+    """Run the primitives for one site and wait for its first 200; return the timings.
+
+    The wait for the first 200 is observed exactly as for a signup through the API
+    and counts as a final part, ``first_200``, after the last step.
+    """
     from provisioning.drivers import registry
 
     target = make_target(organization=organization, app=app, plan=plan, persist=needs_rows(steps))
     durations = run_direct(target, steps)
+
+    started = time.monotonic()
+    deadline = started + SITE_TIMEOUT_SECONDS
+    port = target.spec.internal_port
+    while not edge.probe(hostname=target.site.hostname, address=target.address, port=port):
+        if time.monotonic() > deadline:
+            raise harness.BenchError(f"site {target.site.hostname} returned no 200 in time")
+        time.sleep(OBSERVE_POLL_SECONDS)
+    durations["first_200"] = time.monotonic() - started
+    steps = [*steps, "first_200"]
+
     runtime = registry.runtime()
     runtime.remove_container(site_uuid=target.site_uuid)
     runtime.remove_volume(site_uuid=target.site_uuid)
@@ -129,36 +162,87 @@ def run() -> dict[str, Any]:
     registry.runtime().ensure_network()
 
     edge = EdgeStack.for_steps(steps)
-    with (
-        edge,
-        harness.Gunicorn(name="signup-api", env=edge.env()) as api,
-        harness.Workers(count=1, name="signup-worker", env=edge.env()) as workers,
-    ):
-        session = requests.Session()
-        session.headers["Authorization"] = f"Api-Key {raw_key}"
-        for _ in range(WARMUP_SITES):
-            sign_up_through_api(session, api.url, edge)
-            sign_up_directly(organization, app, plan, steps)
-
-        through_api, direct = [], []
-        # Alternate the two so that noise from other load hits both alike.
-        for _ in range(SITES):
-            through_api.append(sign_up_through_api(session, api.url, edge))
-            direct.append(sign_up_directly(organization, app, plan, steps))
-
-        figures = summarize(through_api, direct, steps)
-        profile: dict[str, Any] = {}
-        if figures["ratio_sum"] > TARGET_RATIO:
-            profiler = harness.Profile(pid=workers.pids[0], name="signup-worker")
-            if profiler.start():
-                for _ in range(PROFILE_SITES):
-                    sign_up_through_api(session, api.url, edge)
-                profile = profiler.stop()
+    with edge:
+        with (
+            harness.Gunicorn(name="signup-api", env=edge.env()) as api,
+            harness.Workers(count=1, name="signup-worker", env=edge.env()) as workers,
+        ):
+            session = requests.Session()
+            session.headers["Authorization"] = f"Api-Key {raw_key}"
+            through_api, direct, errors = collect_samples(
+                session, api.url, edge, (organization, app, plan), steps
+            )
+            figures = summarize(through_api, direct, steps)
+            figures["errors"] = errors
+            profile: dict[str, Any] = {}
+            if figures["ratio_sum"] > TARGET_RATIO:
+                profiler = harness.Profile(pid=workers.pids[0], name="signup-worker")
+                if profiler.start():
+                    for _ in range(PROFILE_SITES):
+                        sign_up_through_api(session, api.url, edge)
+                    profile = profiler.stop()
+        # The worker has stopped, so the operation's task message waits unconsumed.
+        figures["in_process"] = run_one_in_process(organization, app, plan)
 
     harness.remove_deployment_resources()
     figures["profile"] = profile
     figures["section"] = render(figures, through_api, direct, steps, edge.describe())
     return figures
+
+
+def collect_samples(
+    session: requests.Session, api_url: str, edge: EdgeStack, catalog: tuple, steps: list[str]
+) -> tuple[list[dict], list[dict], list[str]]:
+    """Alternate signups through the API and direct runs; return both and the errors met."""
+    organization, app, plan = catalog
+    for _ in range(WARMUP_SITES):
+        sign_up_through_api(session, api_url, edge)
+        sign_up_directly(organization, app, plan, steps, edge)
+
+    through_api, direct, errors = [], [], []
+    # Alternate the two so that noise from other load hits both alike.
+    for _ in range(SITES):
+        try:
+            through_api.append(sign_up_through_api(session, api_url, edge))
+            direct.append(sign_up_directly(organization, app, plan, steps, edge))
+        except (harness.BenchError, ProvisioningError, DockerException) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            if len(errors) > MAX_ERRORS:
+                raise
+    return through_api, direct, errors
+
+
+def run_one_in_process(organization: Any, app: Any, plan: Any) -> dict[str, Any]:
+    """Run one create operation in this process and count the SQL queries the runner makes."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from hosting.services import sign_up_site
+    from provisioning.drivers import registry
+    from provisioning.engine.runner import run_operation
+
+    site, operation = sign_up_site(
+        organization=organization,
+        customer_email=f"in-process-{time.time_ns()}@bench.hostyard.test",
+        app=app,
+        plan=plan,
+    )
+    started = time.monotonic()
+    with CaptureQueriesContext(connection) as captured:
+        outcome = run_operation(operation.pk)
+    elapsed = time.monotonic() - started
+    harness.flush_broker()
+
+    step_seconds = sum(step.duration_ms for step in operation.steps.all()) / 1000
+    registry.runtime().remove_container(site_uuid=str(site.uuid))
+    registry.runtime().remove_volume(site_uuid=str(site.uuid))
+    return {
+        "outcome": outcome.outcome.value,
+        "queries": len(captured.captured_queries),
+        "database_seconds": sum(float(query["time"]) for query in captured.captured_queries),
+        "seconds": elapsed,
+        "step_seconds": step_seconds,
+    }
 
 
 def summarize(through_api: list[dict], direct: list[dict], steps: list[str]) -> dict[str, Any]:
@@ -188,9 +272,14 @@ def summarize(through_api: list[dict], direct: list[dict], steps: list[str]) -> 
 def overhead_rows(through_api: list[dict], direct: list[dict], steps: list[str]) -> list[tuple]:
     """Return (part, control plane s, direct s, difference s) medians, largest difference first."""
     rows = [
-        ("POST /api/v1/sites answered", median([s["post"] for s in through_api]), 0.0),
+        ("POST /api/v1/sites round trip", median([s["post"] for s in through_api]), 0.0),
         ("commit to worker claim", median([s["dispatch"] for s in through_api]), 0.0),
         ("runner bookkeeping between steps", median([s["runner"] for s in through_api]), 0.0),
+        (
+            "last step to first 200 (negative: 200 seen before the operation ended)",
+            median([s["total"] - s["to_running"] for s in through_api]),
+            median([s["steps"]["first_200"] for s in direct]),
+        ),
     ]
     for name in steps:
         api_step = median([s["steps"].get(name, float("nan")) for s in through_api])
@@ -199,23 +288,38 @@ def overhead_rows(through_api: list[dict], direct: list[dict], steps: list[str])
     return sorted(table, key=lambda row: row[3], reverse=True)
 
 
+def verdict_text(figures: dict, rows: list[tuple]) -> str:
+    """Say whether the target is met; if not, name the parts that account for the excess."""
+    if figures["ratio_sum"] <= TARGET_RATIO:
+        return f"met (median ratio {fmt(figures['ratio_sum'])} <= {TARGET_RATIO})"
+
+    excess = figures["api_median"] - TARGET_RATIO * figures["sum_median"]
+    named, covered = [], 0.0
+    for part, _, _, difference in rows:
+        if covered >= excess or difference <= 0:
+            break
+        named.append(f"{part} (+{fmt(difference, 3)} s)")
+        covered += difference
+    return (
+        f"not met: median ratio {fmt(figures['ratio_sum'])}, {fmt(excess, 3)} s per site above "
+        f"{TARGET_RATIO} x the primitives. The parts that account for it, largest first: "
+        + "; ".join(named)
+    )
+
+
 def render(
     figures: dict, through_api: list[dict], direct: list[dict], steps: list[str], probe: str
 ) -> str:
     rows = overhead_rows(through_api, direct, steps)
-    verdict = (
-        f"met (median ratio {fmt(figures['ratio_sum'])} <= {TARGET_RATIO})"
-        if figures["ratio_sum"] <= TARGET_RATIO
-        else f"not met: median ratio {fmt(figures['ratio_sum'])}; the largest part is "
-        f"'{rows[0][0]}' at +{fmt(rows[0][3], 3)} s per site"
-    )
+    verdict = verdict_text(figures, rows)
     lines = [
         "## 1. Signup to site",
         "",
         f"{figures['sites']} sites, one at a time, through gunicorn (2 workers) and one Celery "
         f"worker (`--pool=solo`), alternating with the same steps done directly. Create steps: "
         f"`{', '.join(steps)}`. First 200 is observed by {probe}, polled every "
-        f"{int(OBSERVE_POLL_SECONDS * 1000)} ms. Failures: {len(figures['failures'])}.",
+        f"{int(OBSERVE_POLL_SECONDS * 1000)} ms. Failed operations: {len(figures['failures'])}; "
+        f"samples lost to errors: {len(figures.get('errors', []))}.",
         "",
         harness.markdown_table(
             ["figure", "median s", "p95 s", "ratio median", "ratio p95"],
@@ -254,6 +358,18 @@ def render(
             [(part, fmt(value, 3), fmt(base, 3), fmt(diff, 3)) for part, value, base, diff in rows],
         ),
     ]
+    for error in figures.get("errors", []):
+        lines += ["", f"- sample error: `{error[:300]}`"]
+    in_process = figures.get("in_process")
+    if in_process:
+        lines += [
+            "",
+            "One more create operation, run in the benchmark's process "
+            f"({in_process['outcome']}), took {fmt(in_process['seconds'], 3)} s, of which its "
+            f"steps took {fmt(in_process['step_seconds'], 3)} s. It made "
+            f"{in_process['queries']} SQL queries, {fmt(in_process['database_seconds'], 3)} s "
+            "in all by Django's own timing.",
+        ]
     if figures.get("profile"):
         lines += [
             "",

@@ -87,6 +87,8 @@ STATIC_ROOT = RUN_DIR / "static"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["hosting.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["hosting.api.permissions.HasOrganizationKey"],
+    "DEFAULT_PARSER_CLASSES": ["hosting.api.parsers.SafeJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "hosting.api.pagination.SitePagination",
     "PAGE_SIZE": 50,
@@ -128,6 +130,20 @@ CELERY_BEAT_SCHEDULE = {
     "scan-usage": {
         "task": "provisioning.tasks.scan_usage",
         "schedule": env.float("HOSTYARD_USAGE_SCAN_INTERVAL_SECONDS", default=300.0),
+    },
+    # Re-check pending custom domains and activate verified ones when they are due.
+    "process-domains": {
+        "task": "hosting.tasks.process_domains",
+        "schedule": env.float("HOSTYARD_DOMAIN_TASK_INTERVAL_SECONDS", default=30.0),
+    },
+    "renew-certificates": {
+        "task": "hosting.tasks.renew_certificates",
+        "schedule": env.float("HOSTYARD_CERT_RENEW_INTERVAL_SECONDS", default=3600.0),
+    },
+    # Separate from renewal, so an expiry alert fires even when renewal never runs.
+    "check-certificate-expiry": {
+        "task": "hosting.tasks.check_certificate_expiry",
+        "schedule": env.float("HOSTYARD_CERT_ALERT_INTERVAL_SECONDS", default=3600.0),
     },
 }
 
@@ -174,6 +190,13 @@ HOSTYARD_CLOUDFLARE_ZONE = env.str("HOSTYARD_CLOUDFLARE_ZONE", default=HOSTYARD_
 HOSTYARD_CLOUDFLARE_PROXIED = env.bool("HOSTYARD_CLOUDFLARE_PROXIED", default=False)
 # Resolvers used to check customers' domains, as host:port. Empty means the RFC 2136 server.
 HOSTYARD_DOMAIN_CHECK_RESOLVERS = env.list("HOSTYARD_DOMAIN_CHECK_RESOLVERS", default=[])
+# A custom domain that does not point at the platform within this window fails.
+HOSTYARD_DOMAIN_CHECK_WINDOW_SECONDS = env.int(
+    "HOSTYARD_DOMAIN_CHECK_WINDOW_SECONDS", default=72 * 3600
+)
+# Re-checks of a pending domain start this far apart and double up to the maximum.
+HOSTYARD_DOMAIN_CHECK_BASE_SECONDS = env.float("HOSTYARD_DOMAIN_CHECK_BASE_SECONDS", default=60.0)
+HOSTYARD_DOMAIN_CHECK_MAX_SECONDS = env.float("HOSTYARD_DOMAIN_CHECK_MAX_SECONDS", default=3600.0)
 
 # ACME: the local Pebble server by default. Production sets Let's Encrypt's directory.
 HOSTYARD_ACME_DIRECTORY_URL = env.str(
@@ -186,6 +209,16 @@ HOSTYARD_ACME_CONTACT_EMAIL = env.str("HOSTYARD_ACME_CONTACT_EMAIL", default="")
 HOSTYARD_ACME_CAA_IDENTITY = env.str("HOSTYARD_ACME_CAA_IDENTITY", default="pebble.letsencrypt.org")
 HOSTYARD_CERT_RENEW_DAYS = env.int("HOSTYARD_CERT_RENEW_DAYS", default=30)
 HOSTYARD_CERT_ALERT_DAYS = env.int("HOSTYARD_CERT_ALERT_DAYS", default=14)
+# One DNS-01 wildcard certificate for the platform zone instead of one HTTP-01 certificate
+# per site hostname. Needs a DNS driver other than "none".
+HOSTYARD_ACME_PLATFORM_WILDCARD = env.bool("HOSTYARD_ACME_PLATFORM_WILDCARD", default=True)
+# After a failed validation, the next order for the same names waits this long, doubling
+# per failure up to the maximum. A rate limit without Retry-After waits the maximum.
+HOSTYARD_CERT_RETRY_BASE_SECONDS = env.float("HOSTYARD_CERT_RETRY_BASE_SECONDS", default=300.0)
+HOSTYARD_CERT_RETRY_MAX_SECONDS = env.float("HOSTYARD_CERT_RETRY_MAX_SECONDS", default=6 * 3600.0)
+# CA file that verify_https trusts for the edge's certificates; empty means the system's
+# trust store (right for Let's Encrypt). Tests point it at Pebble's current root.
+HOSTYARD_HTTPS_VERIFY_CA_BUNDLE = env.str("HOSTYARD_HTTPS_VERIFY_CA_BUNDLE", default="")
 # Fernet key (urlsafe base64, 32 bytes) that encrypts private keys at rest.
 HOSTYARD_ENCRYPTION_KEY = env.str("HOSTYARD_ENCRYPTION_KEY", default="")
 

@@ -6,7 +6,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from hosting import lifecycle, services
+from hosting import (
+    domain_admin,  # noqa: F401 - registers the domain and certificate admins
+    lifecycle,
+    services,
+)
 from hosting.errors import ServiceError
 from hosting.models import ApiKey, App, Backup, Customer, Organization, Plan, Site, SiteEvent
 
@@ -127,10 +131,22 @@ class SiteAdmin(admin.ModelAdmin):
     list_filter = ["status", "desired_status", "app", "plan", "organization"]
     search_fields = ["hostname", "uuid", "customer__email", "customer__name", "label"]
     list_select_related = ["app", "plan", "customer", "organization"]
+    # Every change to a site goes through an operation (an action here or the API), so
+    # the form only displays. Editing plan, owner or hostname in place would change the
+    # record without touching the container, DNS or the edge.
     readonly_fields = [
         "uuid",
+        "organization",
+        "customer",
+        "plan",
+        "app",
+        "app_version",
+        "label",
+        "hostname",
+        "desired_status",
         "status",
         "status_reason",
+        "suspend_reason",
         "container_id",
         "volume_name",
         "created_at",
@@ -151,6 +167,14 @@ class SiteAdmin(admin.ModelAdmin):
         "undo_terminate",
         "purge",
     ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Sites are created by signups (API), which check quotas and open the create.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Deleting the row would orphan the container and volume: terminate instead.
+        return False
 
     @admin.display(description="Operations")
     def operations_link(self, site: Site) -> str:

@@ -169,18 +169,21 @@ def terminate_site(*, site: Site, requested_by: str = "") -> Operation:
     The container is removed at once; the volume and backups are kept for
     ``HOSTYARD_RETENTION_DAYS`` (purged at once when it is 0), so the termination
     can be undone until then. Operations that have not started yet are cancelled;
-    one that runs finishes first. Raises ServiceError (409) if the site is already
-    terminated.
+    one that runs finishes first. Idempotent: while a terminate is active, or once
+    the site is terminated, the latest terminate operation is returned and nothing
+    new is opened.
     """
     with transaction.atomic():
         locked = Site.objects.select_for_update().get(pk=site.pk)
-        if locked.status == SiteStatus.TERMINATED:
-            raise ServiceError("Site is already terminated.", code="invalid_state", status=409)
-        pending = Operation.objects.filter(
-            site=locked, kind=OperationKind.TERMINATE, status__in=OperationStatus.active()
-        ).first()
+        terminates = Operation.objects.filter(site=locked, kind=OperationKind.TERMINATE)
+        pending = terminates.filter(status__in=OperationStatus.active()).first()
         if pending is not None:
             return pending
+        if locked.status == SiteStatus.TERMINATED:
+            latest = terminates.order_by("-id").first()
+            if latest is not None:
+                return latest
+            raise ServiceError("Site is already terminated.", code="invalid_state", status=409)
 
         locked.desired_status = DesiredStatus.TERMINATED
         locked.save(update_fields=["desired_status", "updated_at"])

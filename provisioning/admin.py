@@ -44,7 +44,7 @@ class OperationAdmin(admin.ModelAdmin):
         "error_code",
     ]
     list_filter = ["status", "kind", "site__organization"]
-    search_fields = ["uuid", "site__hostname", "site__customer__email"]
+    search_fields = ["uuid", "site__uuid", "site__hostname", "site__customer__email"]
     list_select_related = ["site"]
     readonly_fields = [
         "uuid",
@@ -64,6 +64,13 @@ class OperationAdmin(admin.ModelAdmin):
     ]
     inlines = [OperationStepInline]
     actions = ["retry"]
+
+    # Operations are the audit trail: created by services, never edited or deleted here.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
     @admin.action(description="Retry selected failed operations")
     def retry(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:

@@ -92,6 +92,25 @@ def check_domain(
     return DomainCheck(ok=True, reason=_success_reason(domain, found), found=found)
 
 
+def check_caa(
+    domain: str, *, resolvers: list[str], caa_identities: list[str], timeout: float = 5.0
+) -> DomainCheck:
+    """Check only the CAA records that govern ``domain`` (for names without an A record).
+
+    Never raises for DNS failures; raises ``ValueError`` for empty or invalid ``resolvers``.
+    """
+    resolver = _make_resolver(resolvers, timeout)
+    domain = domain.lower().rstrip(".").removeprefix("*.")
+    found: dict[str, Any] = {}
+    try:
+        reason = _check_caa(resolver, domain, caa_identities, found)
+    except _LookupFailed as exc:
+        return DomainCheck(ok=False, reason=exc.reason, found=found, retryable=exc.retryable)
+    if reason is not None:
+        return DomainCheck(ok=False, reason=reason, found=found)
+    return DomainCheck(ok=True, reason=f"No CAA record forbids issuing for {domain}.", found=found)
+
+
 def _check_addresses(
     resolver: dns.resolver.Resolver,
     domain: str,

@@ -13,6 +13,9 @@ DEFAULTS = {
     "HOSTYARD_DEPLOYMENT": f"test-{os.getpid()}",
     "HOSTYARD_SITE_NETWORK": "hostyard-test-sites",
     "HOSTYARD_HEALTH_TIMEOUT_SECONDS": "30",
+    # DNS and edge steps skip unless a test points these at the session's Knot and Caddy.
+    "HOSTYARD_DNS_DRIVER": "none",
+    "HOSTYARD_EDGE_DRIVER": "none",
 }
 
 for name, value in DEFAULTS.items():

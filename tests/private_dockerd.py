@@ -8,6 +8,7 @@ iptables chains the shared daemon owns (host-to-container traffic on a bridge
 needs no rules).
 """
 
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,8 @@ class PrivateDockerd:
         # are limited to 108 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="hy-dockerd-", dir="/tmp"))
         self.socket = self.root / "docker.sock"
-        self.namespace = f"hostyard-test-{self.root.name}"
+        # containerd namespaces allow letters and digits joined by single . _ or -.
+        self.namespace = "hostyard-test-" + re.sub(r"[^A-Za-z0-9]", "", self.root.name)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

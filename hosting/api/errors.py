@@ -6,7 +6,10 @@ is stable and machine-readable; the message names the field and the fix.
 
 from typing import Any
 
-from django.http import Http404
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -19,12 +22,22 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+# Messages that repeat a client's value are cut here, so a huge value is not echoed back.
+MAX_MESSAGE_LENGTH = 300
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_LENGTH:
+        return text
+    return text[: MAX_MESSAGE_LENGTH - 1] + "…"
+
+
 def _flatten(detail: Any) -> Any:
     if isinstance(detail, dict):
-        return {key: _flatten(value) for key, value in detail.items()}
+        return {_shorten(str(key)): _flatten(value) for key, value in detail.items()}
     if isinstance(detail, list):
         return [_flatten(item) for item in detail]
-    return str(detail)
+    return _shorten(str(detail))
 
 
 def _validation_message(fields: dict[str, Any]) -> str:
@@ -36,7 +49,7 @@ def _validation_message(fields: dict[str, Any]) -> str:
                 f"{k}: {v[0] if isinstance(v, list) else v}" for k, v in first.items()
             )
         parts.append(f"{name}: {first}")
-    return "Invalid request. " + " ".join(parts)
+    return _shorten("Invalid request. " + " ".join(parts))
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -63,5 +76,38 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "error"
-        response.data = error_body(code, str(exc.detail))
+        response.data = error_body(code, _shorten(str(exc.detail)))
     return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 handler: the API's error shape under /api/, Django's page elsewhere."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = error_body("payload_too_large", f"Request body exceeds {limit} bytes.")
+        return JsonResponse(body, status=413)
+    return JsonResponse(error_body("bad_request", "Malformed request."), status=400)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
+    hint = " Remove the trailing slash." if request.path.endswith("/") else ""
+    message = f"No API endpoint at {_shorten(request.path)}.{hint} GET /api/v1/schema lists them."
+    return JsonResponse(error_body("not_found", message), status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.server_error(request)
+    message = (
+        "Internal error; the request may not have been applied. "
+        "Retry with the same Idempotency-Key."
+    )
+    return JsonResponse(error_body("server_error", message), status=500)

@@ -1,4 +1,8 @@
+from typing import Any
+
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
 
 
 class SitePagination(CursorPagination):
@@ -7,3 +11,11 @@ class SitePagination(CursorPagination):
     ordering = ("-created_at", "-id")
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:
+            raise ValidationError(
+                {"cursor": ["Invalid cursor; pass the 'next' or 'previous' link unchanged."]}
+            ) from exc

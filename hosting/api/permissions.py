@@ -24,4 +24,11 @@ class HasOrganizationKey(permissions.BasePermission):
             if request.method in permissions.SAFE_METHODS
             else ApiKeyScope.SITES_WRITE
         )
-        return needed.value in key.scopes
+        if needed.value in key.scopes:
+            return True
+        # DRF reads the denial message from the permission instance.
+        self.message = (
+            f"This API key lacks the {needed.value!r} scope; issue a key with it "
+            "(manage.py create_api_key --scopes ...)."
+        )
+        return False

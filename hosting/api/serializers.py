@@ -1,3 +1,6 @@
+import difflib
+from typing import Any
+
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
@@ -5,10 +8,29 @@ from hosting.models import App, Plan, Site
 from provisioning.models import Operation, OperationStep
 
 
-class SignupSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """Reject fields the serializer does not declare, so a typo never goes unnoticed."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(self.initial_data, dict):
+            return attrs
+        known = set(self.fields)
+        unknown = sorted(set(self.initial_data) - known)
+        if unknown:
+            errors = {}
+            for name in unknown:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                errors[name] = [f"Unknown field.{hint}"]
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class SignupSerializer(StrictSerializer):
     """Input of ``POST /sites``: who, what app, which plan, and an optional label."""
 
-    customer_email = serializers.EmailField()
+    # 254 characters is the longest address SMTP allows (RFC 5321) and the column's size.
+    customer_email = serializers.EmailField(max_length=254)
     customer_name = serializers.CharField(max_length=200, required=False, default="")
     customer_external_id = serializers.CharField(max_length=100, required=False, default="")
     app = serializers.SlugRelatedField(

@@ -103,8 +103,9 @@ class SiteViewSet(
     @action(detail=True, methods=["get"])
     def operations(self, request: Request, site_id: str) -> Response:
         site = self.get_object()
-        operations = site.operations.prefetch_related("steps").select_related("site")[:50]
-        return Response(OperationSerializer(operations, many=True).data)
+        operations = site.operations.prefetch_related("steps").select_related("site")
+        page = self.paginate_queryset(operations)
+        return self.get_paginated_response(OperationSerializer(page, many=True).data)
 
 
 class OperationViewSet(viewsets.ReadOnlyModelViewSet):

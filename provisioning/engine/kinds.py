@@ -50,7 +50,16 @@ from provisioning.engine.lifecycle_kinds import LIFECYCLE_KINDS  # noqa: E402
 
 KINDS: dict[str, KindPolicy] = {
     OperationKind.CREATE: KindPolicy(
-        steps=["create_volume", "create_container", "start_container", "wait_healthy"],
+        steps=[
+            "create_volume",
+            "create_container",
+            "start_container",
+            "wait_healthy",
+            "publish_dns",
+            "issue_certificate",
+            "configure_route",
+            "verify_https",
+        ],
         on_start=_move(SiteStatus.PROVISIONING, [SiteStatus.PENDING, SiteStatus.PROVISIONING]),
         on_success=_move(SiteStatus.RUNNING, [SiteStatus.PROVISIONING]),
         on_failure=_move(SiteStatus.FAILED, [SiteStatus.PENDING, SiteStatus.PROVISIONING]),
@@ -59,7 +68,14 @@ KINDS: dict[str, KindPolicy] = {
     OperationKind.TERMINATE: KindPolicy(
         # The volume and backups are removed here only when the operation's params
         # say to purge at once (retention 0); otherwise a purge follows later.
-        steps=["remove_container", "purge_volume", "purge_backups", "schedule_purge"],
+        steps=[
+            "remove_route",
+            "remove_dns",
+            "remove_container",
+            "purge_volume",
+            "purge_backups",
+            "schedule_purge",
+        ],
         on_start=_move(SiteStatus.TERMINATING, SiteStatus.live()),
         on_success=_move(SiteStatus.TERMINATED, [SiteStatus.TERMINATING]),
     ),

@@ -9,10 +9,29 @@ from provisioning.models import Operation, OperationKind, StepStatus
 
 log = structlog.get_logger(__name__)
 
-# The edge driver adds "edge_suspend" in front of these steps and "edge_resume" after
-# the health check, so a suspended site's visitors get the edge's notice page.
+# Slots for the edge: "edge_suspend" goes in front of stop_container, so visitors
+# get the suspended page, and "edge_resume" after the unsuspend health check. The
+# edge's owner wires them in together with their tests.
 SUSPEND_STEPS = ["stop_container"]
 UNSUSPEND_STEPS = ["create_container", "start_container", "wait_healthy"]
+# A recreated container has a new address, so the route follows the health check.
+CREATE_STEPS = [
+    "create_volume",
+    "create_container",
+    "start_container",
+    "wait_healthy",
+    "publish_dns",
+    "issue_certificate",
+    "configure_route",
+    "verify_https",
+]
+REPAIR_STEPS = [
+    "create_volume",
+    "create_container",
+    "start_container",
+    "wait_healthy",
+    "configure_route",
+]
 
 UPDATE_STEPS = [
     "stop_for_update",
@@ -20,6 +39,7 @@ UPDATE_STEPS = [
     "replace_container",
     "start_container",
     "wait_healthy",
+    "configure_route",
     "record_version",
 ]
 
@@ -65,7 +85,9 @@ LIFECYCLE_KINDS: dict[str, KindPolicy] = {
         steps=UNSUSPEND_STEPS,
         on_success=_move(SiteStatus.RUNNING, [SiteStatus.SUSPENDED, SiteStatus.RUNNING]),
     ),
-    OperationKind.RESTART: KindPolicy(steps=["restart_container", "wait_healthy"]),
+    OperationKind.RESTART: KindPolicy(
+        steps=["restart_container", "wait_healthy", "configure_route"]
+    ),
     OperationKind.CHANGE_PLAN: KindPolicy(steps=["apply_plan_limits"]),
     OperationKind.UPDATE: KindPolicy(
         steps=UPDATE_STEPS,
@@ -79,13 +101,11 @@ LIFECYCLE_KINDS: dict[str, KindPolicy] = {
         steps=["remove_container", "restore_volume", "create_container", "resume_unless_suspended"],
     ),
     OperationKind.UNDO_TERMINATE: KindPolicy(
-        steps=["create_volume", "create_container", "start_container", "wait_healthy"],
+        steps=CREATE_STEPS,
         on_start=_move(SiteStatus.PROVISIONING, [SiteStatus.TERMINATED, SiteStatus.PROVISIONING]),
         on_success=_move(SiteStatus.RUNNING, [SiteStatus.PROVISIONING]),
         on_failure=_move(SiteStatus.FAILED, [SiteStatus.PROVISIONING]),
     ),
     OperationKind.PURGE: KindPolicy(steps=["remove_container", "purge_volume", "purge_backups"]),
-    OperationKind.REPAIR: KindPolicy(
-        steps=["create_volume", "create_container", "start_container", "wait_healthy"],
-    ),
+    OperationKind.REPAIR: KindPolicy(steps=REPAIR_STEPS),
 }

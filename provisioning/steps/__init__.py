@@ -4,6 +4,9 @@ import importlib
 
 STEP_MODULES = [
     "provisioning.steps.containers",
+    "provisioning.steps.dns",
+    "provisioning.steps.edge",
+    "provisioning.steps.tls",
     "provisioning.steps.backups",
     "provisioning.steps.lifecycle",
 ]

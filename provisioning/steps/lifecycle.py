@@ -28,14 +28,20 @@ def _health_timeout(site: Site) -> float:
 
 
 def _start_and_wait(site: Site) -> str:
+    """Start the container, wait for health and point the edge route at its address."""
+    from provisioning.steps.edge import apply_route
+
     runtime = registry.runtime()
     runtime.start_container(site_uuid=str(site.uuid))
-    return runtime.wait_healthy(
+    upstream = runtime.wait_healthy(
         site_uuid=str(site.uuid),
         port=site.app.internal_port,
         path=site.app.health_path,
         timeout=_health_timeout(site),
     )
+    if registry.edge_enabled():
+        apply_route(site, upstream)
+    return upstream
 
 
 @step("restart_container")

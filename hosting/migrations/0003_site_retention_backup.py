@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hosting', '0001_initial'),
+        ('hosting', '0002_domains_certificates'),
     ]
 
     operations = [
