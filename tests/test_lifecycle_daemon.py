@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from devstack.images import ensure_images
@@ -34,6 +35,10 @@ def private_dockerd() -> Iterator[PrivateDockerd]:
     try:
         daemon.start()
         ensure_images(daemon.client())
+        daemon.create_network(
+            django_settings.HOSTYARD_SITE_NETWORK,
+            internal=django_settings.HOSTYARD_SITE_NETWORK_INTERNAL,
+        )
         yield daemon
     finally:
         daemon.remove()
