@@ -119,6 +119,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "provisioning.tasks.reap_operations",
         "schedule": env.float("HOSTYARD_REAPER_INTERVAL_SECONDS", default=15.0),
     },
+    "reconcile-sites": {
+        "task": "provisioning.tasks.reconcile",
+        "schedule": env.float("HOSTYARD_RECONCILE_INTERVAL_SECONDS", default=60.0),
+    },
+    "purge-expired-sites": {
+        "task": "provisioning.tasks.open_due_purges",
+        "schedule": env.float("HOSTYARD_PURGE_INTERVAL_SECONDS", default=3600.0),
+    },
     "scan-usage": {
         "task": "provisioning.tasks.scan_usage",
         "schedule": env.float("HOSTYARD_USAGE_SCAN_INTERVAL_SECONDS", default=300.0),
@@ -219,6 +227,18 @@ HOSTYARD_EDGE_DRIVER = env.str("HOSTYARD_EDGE_DRIVER", default="caddy")
 HOSTYARD_CADDY_ADMIN_URL = env.str("HOSTYARD_CADDY_ADMIN_URL", default="http://127.0.0.1:2019")
 HOSTYARD_EDGE_HTTP_PORT = env.int("HOSTYARD_EDGE_HTTP_PORT", default=8080)
 HOSTYARD_EDGE_HTTPS_PORT = env.int("HOSTYARD_EDGE_HTTPS_PORT", default=8443)
+
+# --- Site lifecycle -----------------------------------------------------------------
+
+# Volume archives (backups, snapshots before updates) are written here by workers.
+HOSTYARD_BACKUP_DIR = Path(env.str("HOSTYARD_BACKUP_DIR", default=str(RUN_DIR / "backups")))
+# Days a terminated site keeps its volume and backups; 0 purges them at termination.
+HOSTYARD_RETENTION_DAYS = env.int("HOSTYARD_RETENTION_DAYS", default=14)
+# Image of the short-lived helper containers that read and write volume archives.
+HOSTYARD_HELPER_IMAGE = env.str("HOSTYARD_HELPER_IMAGE", default="hostyard/busybox:1")
+# Seconds a labelled container that no live site owns is kept (and reported) before
+# the reconciler removes it.
+HOSTYARD_STRAY_GRACE_SECONDS = env.int("HOSTYARD_STRAY_GRACE_SECONDS", default=3600)
 
 # --- Quotas and usage ---------------------------------------------------------------
 

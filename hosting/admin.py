@@ -8,10 +8,11 @@ from django.utils.html import format_html
 
 from hosting import (
     domain_admin,  # noqa: F401 - registers the domain and certificate admins
+    lifecycle,
     services,
 )
 from hosting.errors import ServiceError
-from hosting.models import ApiKey, App, Customer, Organization, Plan, Site, SiteEvent
+from hosting.models import ApiKey, App, Backup, Customer, Organization, Plan, Site, SiteEvent
 
 
 @admin.register(Organization)
@@ -102,6 +103,18 @@ class SiteEventInline(admin.TabularInline):
         return False
 
 
+class BackupInline(admin.TabularInline):
+    model = Backup
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "app_version", "size_bytes", "uuid", "deleted_at"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
     list_display = [
@@ -139,10 +152,21 @@ class SiteAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "terminated_at",
+        "suspend_reason",
+        "purge_after",
+        "purged_at",
         "operations_link",
     ]
-    inlines = [SiteEventInline]
-    actions = ["terminate"]
+    inlines = [SiteEventInline, BackupInline]
+    actions = [
+        "suspend",
+        "unsuspend",
+        "restart",
+        "back_up",
+        "terminate",
+        "undo_terminate",
+        "purge",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Sites are created by signups (API), which check quotas and open the create.
@@ -157,10 +181,42 @@ class SiteAdmin(admin.ModelAdmin):
         url = reverse("admin:provisioning_operation_changelist") + f"?site__id__exact={site.pk}"
         return format_html('<a href="{}">{} operation(s)</a>', url, site.operations.count())
 
-    @admin.action(description="Terminate selected sites")
-    def terminate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+    def _apply(self, request: HttpRequest, queryset: QuerySet[Site], service, **kwargs) -> None:
+        """Call ``service`` for each site; report each rejection, then the count opened."""
+        opened = 0
         for site in queryset:
             try:
-                services.terminate_site(site=site, requested_by=f"staff:{request.user}")
+                service(site=site, requested_by=f"staff:{request.user}", **kwargs)
             except ServiceError as exc:
                 self.message_user(request, f"{site.hostname}: {exc.message}", messages.WARNING)
+            else:
+                opened += 1
+        self.message_user(request, f"Opened {opened} operation(s).")
+
+    @admin.action(description="Terminate selected sites")
+    def terminate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, services.terminate_site)
+
+    @admin.action(description="Suspend selected sites (staff)")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.suspend_site, reason=lifecycle.SuspendReason.STAFF)
+
+    @admin.action(description="Unsuspend selected sites")
+    def unsuspend(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.unsuspend_site)
+
+    @admin.action(description="Restart selected sites")
+    def restart(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.restart_site)
+
+    @admin.action(description="Back up selected sites now")
+    def back_up(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.back_up_site)
+
+    @admin.action(description="Undo termination of selected sites")
+    def undo_terminate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.undo_terminate)
+
+    @admin.action(description="Purge data of selected terminated sites")
+    def purge(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._apply(request, queryset, lifecycle.purge_site)

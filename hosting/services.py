@@ -137,7 +137,8 @@ def sign_up_site(
             name=customer_name,
             external_id=customer_external_id,
         )
-        if Site.objects.filter(hostname=hostname).exclude(status=SiteStatus.TERMINATED).exists():
+        # A terminated site keeps its hostname until its data is purged.
+        if Site.objects.filter(hostname=hostname, purged_at__isnull=True).exists():
             raise ServiceError(
                 f"Hostname {hostname} is taken; choose another label.",
                 code="hostname_taken",
@@ -165,9 +166,12 @@ def sign_up_site(
 def terminate_site(*, site: Site, requested_by: str = "") -> Operation:
     """Mark the site for termination and open the terminate operation.
 
-    A create that has not started yet is cancelled; one that runs finishes first.
-    Idempotent: while a terminate is active, or once the site is terminated, the
-    latest terminate operation is returned and nothing new is opened.
+    The container is removed at once; the volume and backups are kept for
+    ``HOSTYARD_RETENTION_DAYS`` (purged at once when it is 0), so the termination
+    can be undone until then. Operations that have not started yet are cancelled;
+    one that runs finishes first. Idempotent: while a terminate is active, or once
+    the site is terminated, the latest terminate operation is returned and nothing
+    new is opened.
     """
     with transaction.atomic():
         locked = Site.objects.select_for_update().get(pk=site.pk)
@@ -183,70 +187,29 @@ def terminate_site(*, site: Site, requested_by: str = "") -> Operation:
 
         locked.desired_status = DesiredStatus.TERMINATED
         locked.save(update_fields=["desired_status", "updated_at"])
-        cancel_unstarted(site=locked, kind=OperationKind.CREATE)
+        for kind in OperationKind.values:
+            if kind != OperationKind.TERMINATE:
+                cancel_unstarted(site=locked, kind=kind)
+        days = settings.HOSTYARD_RETENTION_DAYS
         operation = request_operation(
-            site=locked, kind=OperationKind.TERMINATE, requested_by=requested_by
+            site=locked,
+            kind=OperationKind.TERMINATE,
+            params={"purge": days <= 0, "retention_days": max(days, 0)},
+            requested_by=requested_by,
         )
     log.info("site termination requested", site=str(site.uuid))
     return operation
 
 
 def suspend_site(*, site: Site, reason: str, requested_by: str = "") -> Operation:
-    """Stop the site's container and mark it suspended for ``reason`` (e.g. "quota").
+    """Suspend the site; see ``hosting.lifecycle.suspend_site``, which this calls."""
+    from hosting import lifecycle
 
-    Idempotent: a suspend that is still active is returned instead of a new one.
-    Raises ServiceError (409) unless the site is running or already suspended.
-    """
-    with transaction.atomic():
-        locked = Site.objects.select_for_update().get(pk=site.pk)
-        if locked.status not in (SiteStatus.RUNNING, SiteStatus.SUSPENDED):
-            raise ServiceError(
-                f"Site {locked.hostname} is {locked.status}; only a running site can be suspended.",
-                code="invalid_state",
-                status=409,
-            )
-        pending = Operation.objects.filter(
-            site=locked, kind=OperationKind.SUSPEND, status__in=OperationStatus.active()
-        ).first()
-        if pending is not None:
-            return pending
-
-        locked.desired_status = DesiredStatus.SUSPENDED
-        locked.suspend_reason = reason
-        locked.save(update_fields=["desired_status", "suspend_reason", "updated_at"])
-        operation = request_operation(
-            site=locked,
-            kind=OperationKind.SUSPEND,
-            params={"reason": reason},
-            requested_by=requested_by,
-        )
-    log.info("site suspension requested", site=str(site.uuid), reason=reason)
-    return operation
+    return lifecycle.suspend_site(site=site, reason=reason, requested_by=requested_by)
 
 
 def unsuspend_site(*, site: Site, requested_by: str = "") -> Operation:
-    """Start the suspended site's container again and clear its suspend reason.
+    """Unsuspend the site; see ``hosting.lifecycle.unsuspend_site``, which this calls."""
+    from hosting import lifecycle
 
-    Idempotent: an unsuspend that is still active is returned instead of a new one.
-    Raises ServiceError (409) unless the site is suspended or being suspended.
-    """
-    with transaction.atomic():
-        locked = Site.objects.select_for_update().get(pk=site.pk)
-        if locked.desired_status != DesiredStatus.SUSPENDED:
-            pending = Operation.objects.filter(
-                site=locked, kind=OperationKind.UNSUSPEND, status__in=OperationStatus.active()
-            ).first()
-            if pending is not None:
-                return pending
-            raise ServiceError(
-                f"Site {locked.hostname} is not suspended.", code="invalid_state", status=409
-            )
-
-        locked.desired_status = DesiredStatus.RUNNING
-        locked.suspend_reason = ""
-        locked.save(update_fields=["desired_status", "suspend_reason", "updated_at"])
-        operation = request_operation(
-            site=locked, kind=OperationKind.UNSUSPEND, requested_by=requested_by
-        )
-    log.info("site unsuspension requested", site=str(site.uuid))
-    return operation
+    return lifecycle.unsuspend_site(site=site, requested_by=requested_by)

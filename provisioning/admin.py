@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from provisioning.models import Operation, OperationStatus, OperationStep
+from provisioning.models import Operation, OperationStatus, OperationStep, StrayContainer
 from provisioning.services import enqueue
 
 STEP_FIELDS = (
@@ -89,6 +89,28 @@ class OperationAdmin(admin.ModelAdmin):
             enqueue(operation.pk)
             retried += 1
         self.message_user(request, f"Queued {retried} operation(s) again.")
+
+
+@admin.register(StrayContainer)
+class StrayContainerAdmin(admin.ModelAdmin):
+    """Containers the reconciler found without a live site, and when it removed them."""
+
+    list_display = [
+        "name",
+        "container_id",
+        "site_uuid",
+        "role",
+        "state",
+        "first_seen_at",
+        "removed_at",
+        "resolved_at",
+    ]
+    list_filter = ["role", "removed_at", "resolved_at"]
+    search_fields = ["name", "container_id", "site_uuid"]
+    readonly_fields = list_display + ["last_seen_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 # Registers the usage admin pages.

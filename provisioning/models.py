@@ -14,6 +14,15 @@ class OperationKind(models.TextChoices):
     TERMINATE = "terminate", "Terminate"
     SUSPEND = "suspend", "Suspend"
     UNSUSPEND = "unsuspend", "Unsuspend"
+    RESTART = "restart", "Restart"
+    CHANGE_PLAN = "change_plan", "Change plan"
+    UPDATE = "update", "Update app version"
+    BACKUP = "backup", "Back up"
+    RESTORE = "restore", "Restore a backup"
+    UNDO_TERMINATE = "undo_terminate", "Undo termination"
+    PURGE = "purge", "Purge data"
+    # Opened by the reconciler when a running site's container is missing.
+    REPAIR = "repair", "Repair"
 
 
 class OperationStatus(models.TextChoices):
@@ -183,6 +192,32 @@ class OperationStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.name} ({self.status})"
+
+
+class StrayContainer(models.Model):
+    """A container carrying this deployment's labels that no live site owns.
+
+    The reconciler records one row per container when it first sees it and removes
+    the container once it has been stray for ``HOSTYARD_STRAY_GRACE_SECONDS``; the
+    row stays as the record of what was found and removed.
+    """
+
+    container_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=255)
+    site_uuid = models.CharField(max_length=64, blank=True)
+    role = models.CharField(max_length=32, blank=True)
+    state = models.CharField(max_length=32, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the container disappeared, or became a live site's, before removal.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-first_seen_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.container_id[:12]})"
 
 
 # Registers the usage models with this app.

@@ -36,6 +36,22 @@ def reap_operations() -> int:
 
 
 @shared_task(ignore_result=True)
+def reconcile() -> int:
+    """Open operations for every drift between the sites and the engine."""
+    from provisioning.reconciler import reconcile as reconcile_sites
+
+    return len(reconcile_sites().opened)
+
+
+@shared_task(ignore_result=True)
+def open_due_purges() -> int:
+    """Open purges for terminated sites whose retention period has ended."""
+    from hosting.lifecycle import open_due_purges as open_purges
+
+    return len(open_purges())
+
+
+@shared_task(ignore_result=True)
 def scan_usage() -> int:
     """Measure every site's usage and apply the quota policy; returns the sites scanned."""
     record = scan_site_usage()

@@ -99,7 +99,9 @@ def test_create_steps_run_twice_leave_one_container(engine, organization: Organi
     assert len(site_volumes(engine, site)) == 1
 
 
-def test_terminate_removes_container_and_volume(engine, organization: Organization) -> None:
+def test_terminate_removes_container_and_volume(engine, organization, settings) -> None:
+    # With no retention period, terminating purges the volume at once.
+    settings.HOSTYARD_RETENTION_DAYS = 0
     site = sign_up(organization)
     run_to_end(site.operations.get())
 

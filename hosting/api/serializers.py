@@ -56,10 +56,18 @@ class SignupSerializer(StrictSerializer):
 class OperationLinkSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="uuid")
     url = serializers.SerializerMethodField()
+    # The site's earlier active operation that this one waits for, if any.
+    queued_behind = serializers.SerializerMethodField()
 
     class Meta:
         model = Operation
-        fields = ["id", "kind", "status", "url"]
+        fields = ["id", "kind", "status", "url", "queued_behind"]
+
+    def get_queued_behind(self, operation: Operation) -> str | None:
+        from provisioning.engine.runner import blocking_operation
+
+        blocker = blocking_operation(operation)
+        return str(blocker.uuid) if blocker is not None else None
 
     def get_url(self, operation: Operation) -> str:
         return reverse(
@@ -84,6 +92,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "status",
             "desired_status",
             "status_reason",
+            "suspend_reason",
             "app",
             "app_version",
             "plan",

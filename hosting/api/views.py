@@ -16,6 +16,7 @@ from hosting import services
 from hosting.api.filters import SiteFilter
 from hosting.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from hosting.api.idempotency import run_idempotently
+from hosting.api.lifecycle import SiteLifecycleActions
 from hosting.api.serializers import (
     AcceptedSiteSerializer,
     AppSerializer,
@@ -47,7 +48,12 @@ def accepted(request: Request, site: Site, operation: Operation) -> Response:
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
-class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class SiteViewSet(
+    SiteLifecycleActions,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = SiteSerializer
     lookup_field = "uuid"
     lookup_url_kwarg = "site_id"

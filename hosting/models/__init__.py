@@ -1,3 +1,4 @@
+from hosting.models.backups import Backup, BackupKind
 from hosting.models.catalog import App, Plan
 from hosting.models.certificates import AcmeAccount, Certificate, CertificateKind, CertificateStatus
 from hosting.models.customers import Customer
@@ -15,6 +16,8 @@ __all__ = [
     "DomainStatus",
     "ApiKey",
     "App",
+    "Backup",
+    "BackupKind",
     "Customer",
     "DesiredStatus",
     "IdempotencyRecord",

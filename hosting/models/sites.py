@@ -25,6 +25,11 @@ class SiteStatus(models.TextChoices):
                          │              │            │
                          ▼              ▼            ▼
                        failed ──────► terminating ──► terminated
+                         ▲                               │
+                         └──── provisioning ◄────────────┘  (undo, until purged)
+
+    A terminated site keeps its volume until ``purge_after``; ``purged_at`` marks
+    the purge that removed it.
     """
 
     PENDING = "pending", "Pending"
@@ -93,14 +98,19 @@ class Site(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
+    # A terminated site keeps its data volume and backups until this time, so the
+    # termination can be undone; a purge then removes them and sets ``purged_at``.
+    purge_after = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # A hostname stays reserved until its site is terminated.
+            # A hostname stays reserved until its site's data is purged, because a
+            # terminated site can be brought back from its volume until then.
             models.UniqueConstraint(
                 fields=["hostname"],
-                condition=~models.Q(status="terminated"),
+                condition=models.Q(purged_at__isnull=True),
                 name="site_unique_live_hostname",
             ),
         ]

@@ -46,6 +46,8 @@ class KindPolicy:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+from provisioning.engine.lifecycle_kinds import LIFECYCLE_KINDS  # noqa: E402
+
 KINDS: dict[str, KindPolicy] = {
     OperationKind.CREATE: KindPolicy(
         steps=[
@@ -64,16 +66,18 @@ KINDS: dict[str, KindPolicy] = {
         compensate=True,
     ),
     OperationKind.TERMINATE: KindPolicy(
-        steps=["remove_route", "remove_dns", "remove_container", "remove_volume"],
+        # The volume and backups are removed here only when the operation's params
+        # say to purge at once (retention 0); otherwise a purge follows later.
+        steps=[
+            "remove_route",
+            "remove_dns",
+            "remove_container",
+            "purge_volume",
+            "purge_backups",
+            "schedule_purge",
+        ],
         on_start=_move(SiteStatus.TERMINATING, SiteStatus.live()),
         on_success=_move(SiteStatus.TERMINATED, [SiteStatus.TERMINATING]),
     ),
-    OperationKind.SUSPEND: KindPolicy(
-        steps=["stop_container"],
-        on_success=_suspended,
-    ),
-    OperationKind.UNSUSPEND: KindPolicy(
-        steps=["start_container", "wait_healthy"],
-        on_success=_move(SiteStatus.RUNNING, [SiteStatus.SUSPENDED, SiteStatus.RUNNING]),
-    ),
+    **LIFECYCLE_KINDS,
 }

@@ -7,6 +7,8 @@ STEP_MODULES = [
     "provisioning.steps.dns",
     "provisioning.steps.edge",
     "provisioning.steps.tls",
+    "provisioning.steps.backups",
+    "provisioning.steps.lifecycle",
 ]
 
 
