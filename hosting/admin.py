@@ -103,12 +103,15 @@ class SiteEventInline(admin.TabularInline):
         return False
 
 
+BACKUP_FIELDS = ("created_at", "kind", "app_version", "size_bytes", "uuid", "deleted_at")
+
+
 class BackupInline(admin.TabularInline):
     model = Backup
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "app_version", "size_bytes", "uuid", "deleted_at"]
-    readonly_fields = fields
+    fields = BACKUP_FIELDS
+    readonly_fields = BACKUP_FIELDS
     ordering = ["-created_at"]
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -91,23 +91,26 @@ class OperationAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued {retried} operation(s) again.")
 
 
+STRAY_FIELDS = (
+    "name",
+    "container_id",
+    "site_uuid",
+    "role",
+    "state",
+    "first_seen_at",
+    "removed_at",
+    "resolved_at",
+)
+
+
 @admin.register(StrayContainer)
 class StrayContainerAdmin(admin.ModelAdmin):
     """Containers the reconciler found without a live site, and when it removed them."""
 
-    list_display = [
-        "name",
-        "container_id",
-        "site_uuid",
-        "role",
-        "state",
-        "first_seen_at",
-        "removed_at",
-        "resolved_at",
-    ]
+    list_display = STRAY_FIELDS
     list_filter = ["role", "removed_at", "resolved_at"]
     search_fields = ["name", "container_id", "site_uuid"]
-    readonly_fields = list_display + ["last_seen_at"]
+    readonly_fields = [*STRAY_FIELDS, "last_seen_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -17,8 +17,10 @@ Drift and the operation opened for it:
 """
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from django.conf import settings
@@ -51,7 +53,7 @@ class ReconcileReport:
     strays_removed: list[str] = field(default_factory=list)
 
 
-def _drift(site: dict, app: ContainerState | None) -> tuple[str, str] | None:
+def _drift(site: Mapping[str, Any], app: ContainerState | None) -> tuple[str, str] | None:
     """Return (operation kind, drift description) for one idle site, or None if in step."""
     if site["status"] == SiteStatus.RUNNING and site["desired_status"] == DesiredStatus.RUNNING:
         if app is None:

@@ -5,6 +5,8 @@ A request made while another operation of the site is still active is queued
 behind it: the answer's ``operation.queued_behind`` names that operation.
 """
 
+from typing import TYPE_CHECKING
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -13,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hosting import lifecycle
-from hosting.models import Backup, Plan
+from hosting.models import Backup, Plan, Site
 
 
 class SuspendSerializer(serializers.Serializer):
@@ -42,6 +44,10 @@ class BackupSerializer(serializers.ModelSerializer):
 
 class SiteLifecycleActions:
     """Actions mixed into the site viewset; ``get_object`` scopes them to the caller."""
+
+    if TYPE_CHECKING:
+        # Provided by GenericViewSet, which the site viewset also inherits from.
+        def get_object(self) -> Site: ...
 
     def _accepted(self, request: Request, operation) -> Response:
         from hosting.api.views import accepted

@@ -74,7 +74,8 @@ class Command(BaseCommand):
         if action == "backup":
             return lifecycle.back_up_site(site=site, requested_by=by)
         if action == "restore":
-            backup = Backup.objects.filter(site=site, uuid=options["backup"] or None).first()
+            backup_id = options["backup"]
+            backup = Backup.objects.filter(site=site, uuid=backup_id).first() if backup_id else None
             if backup is None:
                 raise CommandError(f"--backup {options['backup']!r}: no such backup of this site.")
             return lifecycle.restore_backup(site=site, backup=backup, requested_by=by)
