@@ -21,7 +21,7 @@ from devstack.caddy import CaddyServer
 from devstack.knot import KnotServer
 from devstack.pebble import PebbleServer
 from devstack.process import free_port
-from hosting import domains, services
+from hosting import domains, lifecycle, services
 from hosting.models import (
     App,
     Certificate,
@@ -590,6 +590,27 @@ def test_suspended_page_over_https(
     assert resume["upstream"] == upstream
     assert resumed.status == 200
     assert DEMO_PAGE in resumed.body
+
+
+@pytest.mark.usefixtures("edge_settings")
+def test_suspend_operation_serves_suspended_page(
+    engine, organization, caddy_server: CaddyServer, pebble_root: Path
+) -> None:
+    site = running_site(organization)
+
+    suspend = lifecycle.suspend_site(site=site, reason="billing", requested_by="tests")
+    assert run_to_end(suspend) is Outcome.SUCCEEDED
+    suspended = https_get(caddy_server.https_port, site.hostname, pebble_root)
+    unsuspend = lifecycle.unsuspend_site(site=site, requested_by="tests")
+    assert run_to_end(unsuspend) is Outcome.SUCCEEDED
+    resumed = https_get(caddy_server.https_port, site.hostname, pebble_root)
+
+    site.refresh_from_db()
+    assert suspended.status == 503
+    assert "This site is suspended" in suspended.body
+    assert resumed.status == 200
+    assert DEMO_PAGE in resumed.body
+    assert site.status == "running"
 
 
 @pytest.mark.usefixtures("edge_settings")

@@ -9,11 +9,11 @@ from provisioning.models import Operation, OperationKind, StepStatus
 
 log = structlog.get_logger(__name__)
 
-# Slots for the edge: "edge_suspend" goes in front of stop_container, so visitors
-# get the suspended page, and "edge_resume" after the unsuspend health check. The
-# edge's owner wires them in together with their tests.
-SUSPEND_STEPS = ["stop_container"]
-UNSUSPEND_STEPS = ["create_container", "start_container", "wait_healthy"]
+# The edge serves the suspended page before the container stops, so visitors never
+# get a connection error. On unsuspend, edge_resume follows the health check and
+# points the route at the container's possibly new address.
+SUSPEND_STEPS = ["edge_suspend", "stop_container"]
+UNSUSPEND_STEPS = ["create_container", "start_container", "wait_healthy", "edge_resume"]
 # A recreated container has a new address, so the route follows the health check.
 CREATE_STEPS = [
     "create_volume",
