@@ -245,7 +245,7 @@ def test_suspend_twice_returns_same_operation(site: Site) -> None:
     site.refresh_from_db()
     assert first.pk == second.pk
     assert first.kind == "suspend"
-    assert [step.name for step in first.steps.all()] == ["stop_container"]
+    assert [step.name for step in first.steps.all()] == ["edge_suspend", "stop_container"]
     assert site.desired_status == "suspended"
     assert site.suspend_reason == "quota"
 
