@@ -170,7 +170,7 @@ HOSTYARD_DOCKER_TIMEOUT_SECONDS = env.int("HOSTYARD_DOCKER_TIMEOUT_SECONDS", def
 # Customer containers join this bridge network. Internal by default: no egress.
 HOSTYARD_SITE_NETWORK = env.str("HOSTYARD_SITE_NETWORK", default="hostyard-sites")
 HOSTYARD_SITE_NETWORK_INTERNAL = env.bool("HOSTYARD_SITE_NETWORK_INTERNAL", default=True)
-# A resolver address inside containers that answers nothing, so apps cannot look up names.
+# A resolver address inside containers where nothing listens, so apps cannot resolve names.
 HOSTYARD_CONTAINER_DNS = env.list("HOSTYARD_CONTAINER_DNS", default=["127.0.0.1"])
 HOSTYARD_HEALTH_TIMEOUT_SECONDS = env.int("HOSTYARD_HEALTH_TIMEOUT_SECONDS", default=120)
 

@@ -181,7 +181,7 @@ class OperationStep(models.Model):
     # Shown to API clients and support staff.
     message = models.CharField(max_length=1000, blank=True)
     error_code = models.CharField(max_length=60, blank=True)
-    # Engine answers, tracebacks: for support staff only.
+    # Engine responses and tracebacks, for support staff only.
     detail = models.TextField(blank=True)
 
     class Meta:

@@ -285,7 +285,7 @@ def test_terminate_waits_for_volume_removal(
     assert operation.next_attempt_at is not None
     assert step.status == "pending"
     assert step.error_code == "engine_error"
-    assert f"answered {fault[-3:]}" in step.message
+    assert f"returned HTTP {fault[-3:]}" in step.message
     assert Site.objects.filter(pk=site.pk).exists()
 
     engine_via_proxy.clear()

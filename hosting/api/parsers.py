@@ -5,7 +5,7 @@ from rest_framework.parsers import JSONParser
 
 
 class SafeJSONParser(JSONParser):
-    """JSON parser that answers 400, not 500, to bodies nested too deeply to decode."""
+    """JSON parser that returns 400, not 500, for bodies nested too deeply to decode."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:

@@ -1,7 +1,7 @@
 """Sites, operations and the catalog, scoped to the caller's organization.
 
 Every queryset is filtered by the API key's organization, so another organization's
-id answers 404 exactly like an id that does not exist.
+id gets 404 exactly like an id that does not exist.
 """
 
 from django.db.models import QuerySet
@@ -41,7 +41,7 @@ def caller_name(request: Request) -> str:
 
 
 def accepted(request: Request, site: Site, operation: Operation) -> Response:
-    """Answer 202 with the site and a link to the operation that will carry out the change."""
+    """Respond 202 with the site and a link to the operation that will carry out the change."""
     context = {"request": request, "operation": operation}
     body = AcceptedSiteSerializer(site, context=context).data
     location = reverse("operation-detail", args=[operation.uuid], request=request)
@@ -70,7 +70,7 @@ class SiteViewSet(
         parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER)],
     )
     def create(self, request: Request) -> Response:
-        """Sign up a site; a worker provisions it. Answers 202 with the operation's link."""
+        """Sign up a site for a worker to provision; respond 202 with the operation's link."""
         organization = caller_organization(request)
 
         def sign_up() -> Response:

@@ -54,7 +54,7 @@ def engine_errors(action: str) -> Iterator[None]:
         status = exc.status_code or 0
         if status >= 500 or status == 409:
             raise TransientError(
-                f"{action} failed: the Docker Engine answered {status}.",
+                f"{action} failed: the Docker Engine returned HTTP {status}.",
                 code="engine_error",
                 detail=str(exc),
             ) from exc
@@ -177,7 +177,7 @@ class DockerRuntime:
     def ensure_container(self, *, spec: ContainerSpec) -> ContainerState:
         """Create the site's container unless one with its label exists.
 
-        A name conflict (another worker created it a moment ago) is answered by a
+        A name conflict (another worker created it a moment ago) is resolved by a
         lookup, not an error.
         """
         existing = self.find_container(spec.site_uuid)
@@ -224,7 +224,7 @@ class DockerRuntime:
         return self._state(container)
 
     def wait_healthy(self, *, site_uuid: str, port: int, path: str, timeout: float) -> str:
-        """Wait until ``http://<container address>:<port><path>`` answers below 400.
+        """Wait until ``http://<container address>:<port><path>`` returns a status below 400.
 
         Returns the address as ``ip:port``. Raises PermanentError with the
         container's last log lines if it exits or crash-loops, or does not answer
@@ -278,7 +278,7 @@ class DockerRuntime:
             except NotFound:
                 return False
             except APIError as exc:
-                # The engine answers 409 for a container that is restarting: turn its
+                # The engine returns 409 for a container that is restarting: turn its
                 # restart policy off and kill it, then remove it again.
                 if exc.status_code != 409 or attempt == REMOVE_ATTEMPTS - 1:
                     with engine_errors("Removing the container"):
