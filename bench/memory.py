@@ -130,8 +130,8 @@ def render(figures: dict) -> str:
             "## 5. Worker memory",
             "",
             f"One worker (`--pool=solo`) ran {OPERATIONS:,} `terminate` operations "
-            f"(`{', '.join(figures['steps'])}`) on sites that have rows but no container, so "
-            "each runs the whole engine path and real calls to Caddy, Knot and the Docker "
+            f"(`{', '.join(figures['steps'])}`) on sites that have rows but no container. "
+            "Each runs the whole engine path and real calls to Caddy, Knot and the Docker "
             "Engine that find nothing to remove "
             f"({fmt(figures['operations_per_second'], 1)} operations/s; failures: "
             f"{figures['failures']}). RSS read from `/proc/<pid>/status` after each batch.",

@@ -125,13 +125,30 @@ def headline_rows(results: dict[str, dict | None]) -> list[tuple[str, str, str]]
     return rows
 
 
+# Explanations of profile places whose code line the name does not show. Checked
+# against hosting/services.py and the EXPLAIN output of the API benchmark.
+KNOWN_PLACES = {
+    "sign_up_site (hosting/services.py) -> QuerySet.get (django)": (
+        "the `select_for_update()` on the organization row, so signups of one organization "
+        "wait for each other (wrk sends every POST for the same organization)"
+    ),
+    "CursorPagination.paginate_queryset (rest_framework/pagination.py) -> QuerySet.__iter__ "
+    "(django)": (
+        "the page query. No index covers `(organization, created_at, id)`, so PostgreSQL "
+        "reads every site of the organization and keeps the top 50 (see the EXPLAIN table)"
+    ),
+}
+
+
 def profile_line(figure: str, profile: dict[str, Any]) -> str:
     place, share = profile["places"][0]
-    line = f"- {figure}: `{place}` takes {fmt(share, 0)}% of the busy samples"
+    line = f"- {figure}: `{place}` takes {fmt(share, 0)}% of the busy samples."
+    if place in KNOWN_PLACES:
+        line += f" That place is {KNOWN_PLACES[place]}."
     if profile.get("leaf_libraries"):
         library, library_share = profile["leaf_libraries"][0]
-        line += f"; the innermost frame is in {library} for {fmt(library_share, 0)}% of them"
-    return line + "."
+        line += f" The innermost frame is in {library} for {fmt(library_share, 0)}% of them."
+    return line
 
 
 def dominant_lines(results: dict[str, dict | None]) -> list[str]:
