@@ -9,6 +9,7 @@ is probed over plain HTTP at its container address.
 import base64
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,9 +100,11 @@ class EdgeStack:
         _apply_to_settings(self.variables)
 
     def stop(self) -> None:
+        """Stop the servers this stack started and remove their state folder."""
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def env(self) -> dict[str, str]:
         return dict(self.variables)
