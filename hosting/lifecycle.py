@@ -276,9 +276,16 @@ def update_site(*, site: Site, version: str, requested_by: str = "") -> Operatio
     def check(locked: Site) -> str | None:
         if locked.status != SiteStatus.RUNNING:
             return f"it is {locked.status}; only a running site can be updated."
-        if locked.app_version == version:
+        queued = (
+            locked.operations.filter(kind=OperationKind.UPDATE, status__in=OperationStatus.active())
+            .order_by("-id")
+            .first()
+        )
+        if queued is not None and queued.params.get("version") == version:
+            return f"an update to version {version} is already queued or running."
+        if queued is None and locked.app_version == version:
             return f"it already runs version {version}."
-        params["previous_version"] = locked.app_version
+        # The version to roll back to is recorded when the update starts.
         return _runnable(locked)
 
     return _open(

@@ -26,6 +26,9 @@ START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 60
 
 
+# Subnet of the private daemon's site network, used by nothing else on the host.
+SITE_SUBNET = "10.213.0.0/24"
+
 class PrivateDockerd:
     def __init__(self) -> None:
         # Short: containerd's socket lives under the exec root and Unix socket paths
@@ -96,12 +99,32 @@ class PrivateDockerd:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def remove_stale_bridges(self) -> None:
+        """Delete host bridges left on 10.213.0.0/24 by a private daemon that was killed.
+
+        Such a bridge keeps the route to the subnet, so the host could not reach the
+        containers of the next private daemon's site network. The subnet is used only
+        by these tests, so any interface on it is stale unless this daemon owns it.
+        """
+        routes = subprocess.run(
+            ["ip", "-o", "route", "show", SITE_SUBNET],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if "dev" not in routes:
+            return
+        interface = routes[routes.index("dev") + 1]
+        owned = {f"br-{network.id[:12]}" for network in self.client().networks.list()}
+        if interface not in owned:
+            subprocess.run(["ip", "link", "delete", interface], check=False, capture_output=True)
+
     def create_network(self, name: str, *, internal: bool) -> None:
         """Create the bridge network ``name`` on 10.213.0.0/24 unless it exists."""
         client = self.client()
         if client.networks.list(names=[name]):
             return
-        pool = docker.types.IPAMPool(subnet="10.213.0.0/24")
+        pool = docker.types.IPAMPool(subnet=SITE_SUBNET)
         client.networks.create(
             name,
             driver="bridge",

@@ -6,7 +6,7 @@ from django.conf import settings
 from hosting import lifecycle, services
 from hosting.errors import ServiceError
 from hosting.models import Backup, Organization, Plan, SiteEvent
-from provisioning.engine.runner import Outcome
+from provisioning.engine.runner import Outcome, run_operation
 from tests.lifecycle_helpers import (
     app_container,
     body,
@@ -176,14 +176,55 @@ def test_update_to_missing_image_fails_once(engine, organization: Organization) 
     site.refresh_from_db()
     failed = operation.steps.get(status="failed")
     assert outcome is Outcome.FAILED
-    assert failed.name == "replace_container"
+    assert failed.name == "check_update_image"
     assert failed.attempts == 1
     assert failed.error_code == "image_not_found"
-    assert "image not found" in failed.message
+    assert "Image hostyard/demo:9.9 not found" in failed.message
+    assert operation.steps.get(name="stop_for_update").status == "pending"
     assert site.app_version == "1.0"
     assert site.status == "running"
     assert app_container(engine, site).id == before.id
+    assert app_container(engine, site).status == "running"
     assert body(engine, site, "/version") == "1.0"
+
+
+def test_queued_update_rolls_back_to_previous_update(engine, organization) -> None:
+    site = running_site(organization)
+
+    first = lifecycle.update_site(site=site, version="1.1")
+    second = lifecycle.update_site(site=site, version="broken")
+
+    assert run_operation(second.pk).outcome is Outcome.BLOCKED
+    assert run_to_end(first) is Outcome.SUCCEEDED
+    assert run_to_end(second) is Outcome.FAILED
+    site.refresh_from_db()
+    second.refresh_from_db()
+    assert second.params["previous_version"] == "1.1"
+    assert site.app_version == "1.1"
+    assert "rolled back to 1.1" in site.status_reason
+    assert body(engine, site, "/version") == "1.1"
+    assert app_container(engine, site).image.tags == ["hostyard/demo:1.1"]
+
+
+def test_duplicate_queued_update_answers_409(engine, organization: Organization) -> None:
+    site = running_site(organization)
+    lifecycle.update_site(site=site, version="1.1")
+
+    with pytest.raises(ServiceError) as raised:
+        lifecycle.update_site(site=site, version="1.1")
+
+    assert raised.value.status == 409
+    assert "already queued or running" in raised.value.message
+
+
+def test_successful_update_clears_reason(engine, organization: Organization) -> None:
+    site = running_site(organization)
+
+    assert run_to_end(lifecycle.update_site(site=site, version="1.1")) is Outcome.SUCCEEDED
+
+    site.refresh_from_db()
+    assert site.app_version == "1.1"
+    assert site.status_reason == ""
 
 
 def test_backup_and_restore(engine, organization: Organization) -> None:

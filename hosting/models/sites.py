@@ -132,9 +132,12 @@ class Site(models.Model):
         The check and the write are one conditional UPDATE, so two workers can never
         both make the same move.
         """
-        fields: dict[str, object] = {"status": target, "updated_at": timezone.now()}
-        if reason or target != self.status:
-            fields["status_reason"] = reason
+        # The reason describes the latest move, so a successful one clears an old reason.
+        fields: dict[str, object] = {
+            "status": target,
+            "status_reason": reason,
+            "updated_at": timezone.now(),
+        }
         if target == SiteStatus.TERMINATED:
             fields["terminated_at"] = timezone.now()
 

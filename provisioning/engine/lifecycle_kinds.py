@@ -34,6 +34,7 @@ REPAIR_STEPS = [
 ]
 
 UPDATE_STEPS = [
+    "check_update_image",
     "stop_for_update",
     "snapshot_volume",
     "replace_container",
@@ -48,15 +49,27 @@ def _latest(site: Site, kind: str) -> Operation | None:
     return Operation.objects.filter(site=site, kind=kind).order_by("-id").first()
 
 
+def _current_update(site: Site) -> Operation | None:
+    """Return the update that started last: the one running now, or the one that just ended.
+
+    Later updates may already be queued, so the newest update row is not the right one.
+    """
+    return (
+        Operation.objects.filter(site=site, kind=OperationKind.UPDATE, started_at__isnull=False)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
 def _updating(site: Site, reason: str) -> None:
-    operation = _latest(site, OperationKind.UPDATE)
+    operation = _current_update(site)
     version = operation.params.get("version", "?") if operation else "?"
     _move(SiteStatus.RUNNING, [SiteStatus.RUNNING])(site, f"Updating to version {version}.")
 
 
 def _update_failed(site: Site, reason: str) -> None:
     """Keep the site running on its old version, or mark it failed if the rollback failed."""
-    operation = _latest(site, OperationKind.UPDATE)
+    operation = _current_update(site)
     params = operation.params if operation else {}
     undo_errors = (
         operation.steps.filter(status=StepStatus.SUCCEEDED, result__has_key="undo_error").exists()

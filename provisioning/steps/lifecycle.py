@@ -13,6 +13,8 @@ from provisioning.drivers import registry
 from provisioning.drivers.runtime import docker_lifecycle
 from provisioning.drivers.runtime.base import ContainerSpec
 from provisioning.engine.steps import SkipStep, StepContext, step
+from provisioning.errors import PermanentError
+from provisioning.models import Operation
 from provisioning.steps.backups import restorable_archive
 from provisioning.steps.containers import container_spec
 
@@ -126,6 +128,32 @@ def _roll_back_update(ctx: StepContext) -> dict[str, Any]:
     )
     log.warning("update rolled back", volume_restored=restored)
     return {"rolled_back": True, "volume_restored": restored, "upstream": upstream}
+
+
+@step("check_update_image")
+def check_update_image(ctx: StepContext) -> dict[str, Any]:
+    """Check the new image exists before any downtime, and record the version to roll back to.
+
+    The version is read when the update starts, not when it was requested, because an
+    update queued behind another one must roll back to what that one left running.
+    Raises PermanentError naming the image when the engine does not have it.
+    """
+    site = ctx.site
+    site.refresh_from_db()
+    version = ctx.operation.params["version"]
+    image = site.app.image_reference(version)
+    if not docker_lifecycle.image_exists(registry.runtime(), image):
+        raise PermanentError(
+            f"Image {image} not found on the engine; build or load it, or choose another "
+            "version. The site was not touched.",
+            code="image_not_found",
+        )
+
+    previous = ctx.operation.params.get("previous_version") or site.app_version
+    params = {**ctx.operation.params, "previous_version": previous}
+    Operation.objects.filter(pk=ctx.operation.pk).update(params=params)
+    ctx.operation.params = params
+    return {"image": image, "previous_version": previous}
 
 
 @step("stop_for_update", undo=_roll_back_update)

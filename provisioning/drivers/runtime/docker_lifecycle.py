@@ -38,6 +38,16 @@ STOP_TIMEOUT_SECONDS = 10
 ARCHIVE_MOUNT = "/data"
 
 
+def image_exists(runtime: DockerRuntime, image: str) -> bool:
+    """Return whether the engine has ``image`` (no pull: only local or mirrored images run)."""
+    with engine_errors("Looking up the image"):
+        try:
+            runtime.client.images.get(image)
+        except NotFound:
+            return False
+    return True
+
+
 def helper_name(site_uuid: str) -> str:
     return f"{container_name(site_uuid)}-helper"
 
