@@ -273,7 +273,9 @@ class DockerRuntime:
             return False
         for attempt in range(REMOVE_ATTEMPTS):
             try:
-                container.remove(force=True)
+                # v=True also removes anonymous volumes an image declares; the named
+                # data volume stays until remove_volume.
+                container.remove(force=True, v=True)
                 return True
             except NotFound:
                 return False
