@@ -134,8 +134,10 @@ KNOWN_PLACES = {
     ),
     "CursorPagination.paginate_queryset (rest_framework/pagination.py) -> QuerySet.__iter__ "
     "(django)": (
-        "the page query. No index covers `(organization, created_at, id)`, so PostgreSQL "
-        "reads every site of the organization and keeps the top 50 (see the EXPLAIN table)"
+        "the page query and the building of its 50 rows. The index `site_org_newest_idx` "
+        "on `(organization, -created_at, -id)` serves the page without a sort (see the "
+        "EXPLAIN table); before it, PostgreSQL sorted every site of the organization, "
+        "12.6 ms per page at 10,000 sites, and the list ran at 77 req/s (0.03 x ping)"
     ),
 }
 
