@@ -58,7 +58,9 @@ APPS: list[dict[str, Any]] = [
         "data_path": "/var/www/html",
         "health_path": "/wp-includes/images/blank.gif",
         "min_memory_mb": 256,
-        "capabilities": ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "NET_BIND_SERVICE"],
+        # KILL: the start script, running as root, signals MariaDB and Apache after they
+        # switch to their own users (seen with a Debian-based WordPress 6.1 build).
+        "capabilities": ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "NET_BIND_SERVICE", "KILL"],
         "environment": {
             "WORDPRESS_CONFIG_EXTRA": "define('WP_HTTP_BLOCK_EXTERNAL', true); "
             "define('AUTOMATIC_UPDATER_DISABLED', true); define('DISABLE_WP_CRON', true);",
