@@ -82,8 +82,13 @@ def test_real_app_runs_through_catalog(
     container = app_container(engine, site)
     address = container.attrs["NetworkSettings"]["Networks"][settings.HOSTYARD_SITE_NETWORK]
     port = App.objects.get(slug=real_app.slug).internal_port
+    # Sent as the edge sends it: the site's Host, HTTPS already terminated. Redirects are
+    # not followed, because they name the site's hostname, which only our DNS knows.
     page = requests.get(
-        f"http://{address['IPAddress']}:{port}{real_app.health_path}", timeout=10
+        f"http://{address['IPAddress']}:{port}{real_app.health_path}",
+        headers={"Host": site.hostname, "X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+        timeout=10,
     )
     assert page.status_code == 200
     assert container.attrs["HostConfig"]["CapDrop"] == ["ALL"]

@@ -25,6 +25,7 @@ class Command(BaseCommand):
 
         address = runtime.container_address(container)
         url = f"http://{address}:{site.app.internal_port}/"
-        answer = requests.get(url, timeout=10)
+        # Redirects name the site's hostname, which only the platform's DNS knows.
+        answer = requests.get(url, timeout=10, allow_redirects=False)
         self.stdout.write(f"GET {url} -> HTTP {answer.status_code}")
         self.stdout.write(answer.text[:500])
