@@ -1,7 +1,7 @@
 """Real Ghost, WordPress and Etherpad sites provisioned through the catalog.
 
-The images are built locally (no registry is reachable) and named ``realapps/*``;
-each case is skipped, saying so, when its image is not on the engine. The catalog
+The images are built locally, because no registry is reachable, and are named
+``realapps/*``. Each case is skipped, saying so, when its image is not on the engine. The catalog
 entries name the apps' public images, so each case points its entry at the local
 build, as a deployment with a mirror would, and adjusts what that build does
 differently (health path, data path).
@@ -34,8 +34,8 @@ class RealApp:
 
 REAL_APPS = [
     RealApp("ghost", "realapps/ghost:5", "/ghost/api/admin/site/", "/var/lib/ghost/content"),
-    # The local WordPress build runs MariaDB in the same container; its database is
-    # the data that matters, so the site's volume holds it.
+    # The local WordPress build runs MariaDB in the same container. Its database is
+    # the data that matters, so the site's volume is mounted there.
     RealApp("wordpress", "realapps/wordpress:6.1", "/healthz", "/var/lib/mysql"),
     RealApp(
         "etherpad",
@@ -83,7 +83,8 @@ def test_real_app_runs_through_catalog(
     address = container.attrs["NetworkSettings"]["Networks"][settings.HOSTYARD_SITE_NETWORK]
     port = App.objects.get(slug=real_app.slug).internal_port
     # Sent as the edge sends it: the site's Host, HTTPS already terminated. Redirects are
-    # not followed, because they name the site's hostname, which only our DNS knows.
+    # not followed, because they name the site's hostname, which only the platform's DNS
+    # resolves.
     page = requests.get(
         f"http://{address['IPAddress']}:{port}{real_app.health_path}",
         headers={"Host": site.hostname, "X-Forwarded-Proto": "https"},
