@@ -91,6 +91,15 @@ def headline_rows(results: dict[str, dict | None]) -> list[tuple[str, str, str]]
                 f"{fmt(signup['ratio_path'])} ({fmt(signup['ratio_path_p95'])}) x critical path",
             )
         )
+        domain = signup.get("custom_domain")
+        if domain:
+            rows.append(
+                (
+                    "1b. custom domain to first HTTPS 200, median (p95)",
+                    f"{fmt(domain['api_median'], 3)} s ({fmt(domain['api_p95'], 3)} s)",
+                    f"{fmt(domain['ratio'])} ({fmt(domain['ratio_p95'])}) x primitives' sum",
+                )
+            )
     rush = results.get("rush")
     if rush:
         for result in rush["rushes"]:

@@ -3,7 +3,9 @@
 Each sample is one signup through gunicorn and one real Celery worker (``--pool=solo``),
 timed from the request to the first 200 from the site. Its baseline, measured
 alternately with it in the same run, is the create operation's steps done directly
-(see ``bench.primitives``). Run alone with ``python -m bench.signup``.
+(see ``bench.primitives``). When sites are served over HTTPS through the edge, the
+same run also times custom domains against their primitives (see
+``bench.custom_domain``). Run alone with ``python -m bench.signup``.
 """
 
 import os
@@ -14,7 +16,7 @@ from typing import Any
 import requests
 from docker.errors import DockerException
 
-from bench import harness
+from bench import custom_domain, harness
 from bench.edge import EdgeStack, create_steps
 from bench.harness import fmt, median, percentile, ratio
 from bench.primitives import critical_path, make_target, needs_rows, run_direct
@@ -176,6 +178,8 @@ def run() -> dict[str, Any]:
             )
             figures = summarize(through_api, direct, steps)
             figures["errors"] = errors
+            if edge.routes_https:
+                figures["custom_domain"] = custom_domain.collect(session, api.url, edge)
             profile: dict[str, Any] = {}
             if figures["ratio_sum"] > TARGET_RATIO:
                 profiler = harness.Profile(pid=workers.pids[0], name="signup-worker")
@@ -190,6 +194,8 @@ def run() -> dict[str, Any]:
     figures["profile"] = profile
     figures["verdict"] = verdict_text(figures, overhead_rows(through_api, direct, steps))
     figures["section"] = render(figures, through_api, direct, steps, edge.describe())
+    if figures.get("custom_domain"):
+        figures["section"] += "\n\n" + custom_domain.render(figures["custom_domain"])
     return figures
 
 
