@@ -173,3 +173,20 @@ def test_operations_of_one_site_run_in_order(engine, organization: Organization)
     assert run_to_end(terminate) is Outcome.SUCCEEDED
     site.refresh_from_db()
     assert site.status == "terminated"
+
+
+def test_unhealthy_app_times_out_readably(engine, organization, settings) -> None:
+    settings.HOSTYARD_HEALTH_TIMEOUT_SECONDS = 2
+    App.objects.filter(slug="demo").update(health_path="/no-such-page")
+    site = sign_up(organization)
+    operation = site.operations.get()
+
+    outcome = run_to_end(operation)
+
+    failed = operation.steps.get(status="failed")
+    assert outcome is Outcome.FAILED
+    assert failed.name == "wait_healthy"
+    assert failed.error_code == "health_check_timeout"
+    assert "did not respond to its health check /no-such-page within 2 s" in failed.message
+    assert "HTTP 404" in failed.message
+    assert site_containers(engine, site) == []

@@ -1,8 +1,8 @@
 """Container runtime on one Docker Engine, through the ``docker`` SDK.
 
-Sites run on one bridge network (internal by default, so apps have no egress) and
-are reached by the edge proxy at their address on that network; nothing publishes
-host ports, so two sites can never collide on a port.
+Sites run on one bridge network, internal by default so apps have no egress. The
+edge proxy reaches each site at its address on that network. Nothing publishes host
+ports, so two sites can never collide on a port.
 """
 
 import threading
@@ -250,7 +250,7 @@ class DockerRuntime:
             time.sleep(0.2)
 
         raise PermanentError(
-            f"The app did not answer its health check {path} within {timeout:.0f} s "
+            f"The app did not respond to its health check {path} within {timeout:.0f} s "
             f"(last: {last_problem}).",
             code="health_check_timeout",
             detail=self._log_tail(site_uuid),
