@@ -43,7 +43,7 @@ from provisioning.models import Operation, OperationStep
 from tests.fixtures.dns import resolve_records, set_records
 from tests.fixtures.platform import client_for, wait_for
 from tests.fixtures.tls import TestCertificateAuthority, https_get, start_pebble
-from tests.test_provisioning_engine import run_to_end
+from tests.lifecycle_helpers import run_to_end
 
 ZONE = "sites.hostyard.test"
 DEMO_PAGE = "Hostyard demo site"

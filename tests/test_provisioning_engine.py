@@ -10,6 +10,7 @@ from hosting.models import App, Organization, Plan, Site
 from provisioning.drivers.runtime.base import LABEL_SITE
 from provisioning.engine.runner import Outcome, run_operation
 from provisioning.models import Operation, OperationStep
+from tests.lifecycle_helpers import run_to_end
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -23,16 +24,6 @@ def sign_up(organization: Organization, *, label: str = "ada", app: str = "demo"
         label=label,
     )
     return site
-
-
-def run_to_end(operation: Operation, max_rounds: int = 10) -> Outcome:
-    """Run the operation in this process, following retries, until it finishes."""
-    outcome = Outcome.RETRY
-    for _ in range(max_rounds):
-        outcome = run_operation(operation.pk).outcome
-        if outcome is not Outcome.RETRY:
-            break
-    return outcome
 
 
 def site_containers(client: docker.DockerClient, site: Site) -> list:

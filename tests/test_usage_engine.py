@@ -15,7 +15,7 @@ from provisioning.usage import scan_usage
 from provisioning.usage_models import SiteUsage, UsageScan
 from tests.fixtures.platform import client_for, wait_for
 from tests.fixtures.webhook import WebhookReceiver, webhook_receiver  # noqa: F401
-from tests.test_provisioning_engine import run_to_end
+from tests.lifecycle_helpers import run_to_end
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
