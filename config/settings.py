@@ -244,7 +244,7 @@ HOSTYARD_STRAY_GRACE_SECONDS = env.int("HOSTYARD_STRAY_GRACE_SECONDS", default=3
 
 # The usage scan keeps this many samples per site and deletes older ones.
 HOSTYARD_USAGE_SAMPLES_KEPT = env.int("HOSTYARD_USAGE_SAMPLES_KEPT", default=288)
-# Where container memory is read: "auto" (cgroup files if readable, else engine
+# Source of container memory readings: "auto" (cgroup files if readable, else engine
 # stats), "cgroup", "stats" or "off".
 HOSTYARD_USAGE_MEMORY_SOURCE = env.str("HOSTYARD_USAGE_MEMORY_SOURCE", default="auto")
 HOSTYARD_CGROUP_ROOT = env.str("HOSTYARD_CGROUP_ROOT", default="/sys/fs/cgroup")

@@ -18,7 +18,7 @@ class ProvisioningError(Exception):
         self.message = message
         if code is not None:
             self.code = code
-        # Technical detail (an engine's raw answer, a traceback) kept apart from the message.
+        # Technical detail (an engine's raw response, a traceback) kept apart from the message.
         self.detail = detail
 
 

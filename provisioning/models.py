@@ -112,7 +112,8 @@ class Operation(models.Model):
     def claim(self, *, owner: str, lease_seconds: int) -> bool:
         """Take the lease if the operation is queued or its holder's lease ran out.
 
-        Returns False, changing nothing, when another worker holds it or it is final.
+        Returns False, changing nothing, when another worker has the lease or the
+        operation is final.
         """
         now = timezone.now()
         claimable = models.Q(status=OperationStatus.QUEUED) | models.Q(
@@ -197,8 +198,8 @@ class OperationStep(models.Model):
 class StrayContainer(models.Model):
     """A container carrying this deployment's labels that no live site owns.
 
-    The reconciler records one row per container when it first sees it and removes
-    the container once it has been stray for ``HOSTYARD_STRAY_GRACE_SECONDS``; the
+    The reconciler records one row per container when it first lists it, and removes
+    the container once it has been stray for ``HOSTYARD_STRAY_GRACE_SECONDS``. The
     row stays as the record of what was found and removed.
     """
 

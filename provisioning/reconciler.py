@@ -44,7 +44,7 @@ UP_STATES = frozenset({"running", "restarting"})
 
 @dataclass
 class ReconcileReport:
-    """What one scan saw and did."""
+    """Findings and actions of one reconciler scan."""
 
     sites_checked: int = 0
     containers_seen: int = 0

@@ -88,8 +88,8 @@ def _holder_is_dead_here(owner: str) -> bool:
 def reap_operations() -> list[int]:
     """Re-send operations whose worker died or whose task message was lost.
 
-    An operation held by a process of this host that no longer exists is taken back
-    at once; one held elsewhere is taken back when its lease runs out.
+    An operation leased by a process of this host that no longer exists is taken back
+    at once. One leased elsewhere is taken back when its lease runs out.
     Returns the ids sent.
     """
     now = timezone.now()

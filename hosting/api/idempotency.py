@@ -1,9 +1,9 @@
 """``Idempotency-Key`` support for POST requests.
 
-The first request with a key inserts a record, runs, and stores its answer; later
-requests with the same key and body get that answer again (with the header
-``Idempotent-Replayed: true``), and a different body with the same key is rejected
-with 422. Requests that arrive while the first is still running wait for its answer.
+The first request with a key inserts a record, runs, and stores its response. Later
+requests with the same key and body get that response again, with the header
+``Idempotent-Replayed: true``. A different body with the same key is rejected with
+422. Requests that arrive while the first is still running wait for its response.
 """
 
 import hashlib
@@ -20,7 +20,7 @@ from hosting.models import IdempotencyRecord, Organization
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-# How long a concurrent request waits for the first one's answer before answering 409.
+# How long a concurrent request waits for the first one's response before getting 409.
 WAIT_SECONDS = 15.0
 POLL_SECONDS = 0.05
 
@@ -51,7 +51,11 @@ def _wait_for_answer(record_id: int) -> IdempotencyRecord | None:
 def run_idempotently(
     request: Request, organization: Organization, handler: Callable[[], Response]
 ) -> Response:
-    """Run ``handler`` at most once per organization and ``Idempotency-Key`` value."""
+    """Run ``handler`` at most once per organization and ``Idempotency-Key`` value.
+
+    A unique constraint on (organization, key) enforces this. If ``handler`` raises,
+    the record is deleted, so the client may retry with the same key.
+    """
     key = request.headers.get(HEADER)
     if key is None:
         return handler()

@@ -51,7 +51,7 @@ class App(models.Model):
     min_memory_mb = models.PositiveIntegerField(default=64)
     # Linux capabilities added back after dropping all, e.g. ["CHOWN", "SETUID"].
     capabilities = models.JSONField(default=list, blank=True)
-    # Seconds a new container may take before its health check must answer.
+    # Seconds a new container may take before its health check must respond.
     start_timeout_seconds = models.PositiveIntegerField(default=120)
     is_active = models.BooleanField(default=True)
 

@@ -4,11 +4,11 @@ from hosting.models.organizations import Organization
 
 
 class IdempotencyRecord(models.Model):
-    """The first answer to a request sent with an ``Idempotency-Key`` header.
+    """The first response to a request sent with an ``Idempotency-Key`` header.
 
     A row is inserted before the request is processed; ``response_status`` stays
     null while it is in progress, so concurrent requests with the same key wait for
-    the first one's answer instead of repeating its work.
+    the first one's response instead of repeating its work.
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)

@@ -99,7 +99,7 @@ class Site(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
     # A terminated site keeps its data volume and backups until this time, so the
-    # termination can be undone; a purge then removes them and sets ``purged_at``.
+    # termination can be undone. A purge then removes them and sets ``purged_at``.
     purge_after = models.DateTimeField(null=True, blank=True)
     purged_at = models.DateTimeField(null=True, blank=True)
 

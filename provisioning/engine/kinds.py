@@ -67,7 +67,7 @@ KINDS: dict[str, KindPolicy] = {
     ),
     OperationKind.TERMINATE: KindPolicy(
         # The volume and backups are removed here only when the operation's params
-        # say to purge at once (retention 0); otherwise a purge follows later.
+        # request a purge at once (retention 0). Otherwise a purge operation follows.
         steps=[
             "remove_route",
             "remove_dns",

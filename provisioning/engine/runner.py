@@ -1,6 +1,6 @@
 """Run an operation's steps in order, with a lease, retries and compensation.
 
-``run_operation`` never holds a database transaction open while a step talks to
+``run_operation`` never keeps a database transaction open while a step talks to
 Docker, DNS, ACME or the edge: each state change is its own short write.
 """
 
@@ -36,7 +36,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     RETRY = "retry"
     BLOCKED = "blocked"  # an earlier operation of the same site is still active
-    NOT_CLAIMED = "not_claimed"  # another worker holds it, or it already finished
+    NOT_CLAIMED = "not_claimed"  # another worker has the lease, or it already finished
     STALE = "stale"  # the lease was lost mid-run; the new holder carries on
 
 

@@ -158,7 +158,7 @@ def check_update_image(ctx: StepContext) -> dict[str, Any]:
 
 @step("stop_for_update", undo=_roll_back_update)
 def stop_for_update(ctx: StepContext) -> dict[str, Any]:
-    """Stop the old version so the snapshot sees files no process is writing.
+    """Stop the old version so the snapshot reads files no process is writing.
 
     Its undo rolls the whole update back, because it is the first step.
     """

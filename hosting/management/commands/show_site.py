@@ -6,7 +6,7 @@ from provisioning.drivers import registry
 
 
 class Command(BaseCommand):
-    help = "Print a site's status and the HTTP answer of its app, fetched from its container."
+    help = "Print a site's status and the HTTP response of its app, fetched from its container."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("hostname", help="The site's platform hostname.")
@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
         address = runtime.container_address(container)
         url = f"http://{address}:{site.app.internal_port}/"
-        # Redirects name the site's hostname, which only the platform's DNS knows.
+        # Redirects name the site's hostname, which only the platform's DNS resolves.
         answer = requests.get(url, timeout=10, allow_redirects=False)
         self.stdout.write(f"GET {url} -> HTTP {answer.status_code}")
         self.stdout.write(answer.text[:500])

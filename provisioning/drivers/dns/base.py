@@ -18,7 +18,7 @@ SUPPORTED_TYPES = ("A", "AAAA", "TXT")
 
 @dataclass(frozen=True)
 class DnsRecord:
-    """One resource record as the backend holds it; ``managed`` marks Hostyard's own."""
+    """One resource record as the backend stores it; ``managed`` marks Hostyard's own."""
 
     name: str  # fully qualified, lower case, no trailing dot
     type: str  # "A", "AAAA" or "TXT"

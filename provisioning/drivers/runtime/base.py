@@ -1,7 +1,7 @@
 """The container runtime interface.
 
 Every resource a runtime creates for a site carries the labels of ``site_labels`` and a
-name derived from the site's uuid, so each call first finds what already exists and a
+name derived from the site's uuid. Each call first looks up what already exists, so a
 step run twice, or after a crash, leaves exactly one container and one volume.
 """
 
@@ -11,7 +11,8 @@ from typing import Protocol
 LABEL_MANAGED = "hostyard.managed"
 LABEL_SITE = "hostyard.site"
 LABEL_ROLE = "hostyard.role"
-# Several control planes (production, a test run) may share one engine; each sees its own.
+# Several control planes (production, a test run) may share one engine, and each lists
+# and removes only resources with its own value.
 LABEL_DEPLOYMENT = "hostyard.deployment"
 
 
@@ -49,7 +50,7 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class ContainerState:
-    """What the engine reports about one site container."""
+    """The engine's report on one site container."""
 
     container_id: str
     site_uuid: str

@@ -227,11 +227,11 @@ class DockerRuntime:
         """Wait until ``http://<container address>:<port><path>`` returns a status below 400.
 
         Returns the address as ``ip:port``. Raises PermanentError with the
-        container's last log lines if it exits or crash-loops, or does not answer
+        container's last log lines if it exits or crash-loops, or does not respond
         within ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        last_problem = "no answer yet"
+        last_problem = "no response yet"
         while time.monotonic() < deadline:
             container = self._require(site_uuid)
             self._raise_if_crashed(container)
@@ -331,7 +331,7 @@ class DockerRuntime:
             return
         raise PermanentError(
             f"The app's container exited with code {state.get('ExitCode')} "
-            f"after {restarts} restarts instead of answering its health check.",
+            f"after {restarts} restarts instead of responding to its health check.",
             code="container_exited",
             detail=self._log_tail(container.labels.get(LABEL_SITE, "")),
         )
